@@ -1,0 +1,94 @@
+"""The SQLite file behind every run: one connection and one saver per process.
+
+WAL lets readers (``plait threads``) work while a run writes; ``synchronous=NORMAL`` makes a
+commit durable across a process crash (SIGKILL, OOM) but not across a power cut of the
+machine, which is the usual trade for a local tool: each checkpoint costs no fsync.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from plait.checkpoints.threads import ThreadIndex
+from plait.errors import DatabaseError
+
+BUSY_TIMEOUT_MS = 30_000
+_HEADER = b"SQLite format 3\x00"
+
+
+def default_db_path() -> Path:
+    """The per-user database: ``$XDG_DATA_HOME/plait/plait.db`` (``~/.local/share`` default)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "plait" / "plait.db"
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
+    """``--db``, then ``PLAIT_DB``, then the per-user default."""
+    chosen = db or os.environ.get("PLAIT_DB") or default_db_path()
+    return Path(chosen).expanduser()
+
+
+def check_db_path(path: Path) -> None:
+    """Refuse paths that cannot hold plait's database, before SQLite touches them.
+
+    Raises:
+        DatabaseError: a directory, a file that is not SQLite, or a place that cannot be written.
+    """
+    if path.is_dir():
+        raise DatabaseError(f"database path {str(path)!r} is a directory; give a file path")
+    if path.exists():
+        with path.open("rb") as handle:
+            head = handle.read(len(_HEADER))
+        if head and head != _HEADER:
+            raise DatabaseError(f"{str(path)!r} is not a SQLite database; refusing to touch it")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder for database {str(path)!r}: {exc.strerror}") from None
+
+
+@dataclass
+class Database:
+    """An open database: the LangGraph saver and plait's thread index, on one connection."""
+
+    path: Path
+    saver: AsyncSqliteSaver
+    threads: ThreadIndex
+
+
+@asynccontextmanager
+async def open_database(db: str | os.PathLike[str] | None = None) -> AsyncIterator[Database]:
+    """Open (creating if needed) the database and migrate plait's tables.
+
+    Raises:
+        DatabaseError: the path is unusable or the file is not a SQLite database.
+    """
+    path = resolve_db_path(db)
+    check_db_path(path)
+    try:
+        conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+    try:
+        try:
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            saver = AsyncSqliteSaver(conn)
+            await saver.setup()
+            threads = ThreadIndex(conn, saver.lock)
+            await threads.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
+        yield Database(path, saver, threads)
+    finally:
+        await conn.close()

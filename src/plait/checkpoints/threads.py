@@ -1,0 +1,126 @@
+"""plait's thread index: what each thread was started with and where it stands.
+
+LangGraph's tables hold the checkpoints; this table holds what they do not: the graph, task
+and settings to rebuild the run on resume, and a status to list threads by. Its schema grows
+only by appending to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE plait_threads (
+        thread_id TEXT PRIMARY KEY,
+        graph TEXT NOT NULL,
+        task TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX plait_threads_updated ON plait_threads (updated_at);
+    """,
+)
+
+STATUSES = ("running", "done", "failed", "interrupted", "waiting", "budget")
+
+
+@dataclass
+class ThreadRecord:
+    """One row of the thread index."""
+
+    thread_id: str
+    graph: str
+    task: str
+    settings: dict[str, Any]
+    status: str
+    error: str | None
+    tokens: int
+    created_at: float
+    updated_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_COLUMNS = "thread_id, graph, task, settings, status, error, tokens, created_at, updated_at"
+
+
+def _record(row: tuple) -> ThreadRecord:
+    values = list(row)
+    values[3] = json.loads(values[3])
+    return ThreadRecord(*values)
+
+
+class ThreadIndex:
+    """The ``plait_threads`` table, sharing the saver's connection and lock."""
+
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self.conn, self.lock = conn, lock
+
+    async def migrate(self) -> None:
+        """Apply the migrations this file has not seen yet, each in its own transaction."""
+        async with self.lock:
+            await self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS plait_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            async with self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM plait_migrations") as cur:
+                (done,) = await cur.fetchone()  # type: ignore[misc]
+            for version, script in enumerate(MIGRATIONS[done:], start=done + 1):
+                await self.conn.executescript(
+                    f"BEGIN; {script} INSERT INTO plait_migrations VALUES ({version}, {time.time()}); COMMIT;"
+                )
+            await self.conn.commit()
+
+    async def create(self, thread_id: str, graph: str, task: str, settings: dict[str, Any]) -> None:
+        now = time.time()
+        async with self.lock:
+            await self.conn.execute(
+                f"INSERT INTO plait_threads ({_COLUMNS}) VALUES (?, ?, ?, ?, 'running', NULL, 0, ?, ?)",
+                (thread_id, graph, task, json.dumps(settings), now, now),
+            )
+            await self.conn.commit()
+
+    async def get(self, thread_id: str) -> ThreadRecord | None:
+        async with self.lock, self.conn.execute(
+            f"SELECT {_COLUMNS} FROM plait_threads WHERE thread_id = ?", (thread_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _record(row) if row else None
+
+    async def update(self, thread_id: str, **fields: Any) -> None:
+        """Set ``status``, ``error``, ``tokens`` or ``settings``; ``updated_at`` moves too."""
+        if "settings" in fields:
+            fields["settings"] = json.dumps(fields["settings"])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        async with self.lock:
+            await self.conn.execute(
+                f"UPDATE plait_threads SET {assignments}, updated_at = ? WHERE thread_id = ?",
+                (*fields.values(), time.time(), thread_id),
+            )
+            await self.conn.commit()
+
+    async def list(self, *, status: str | None = None, limit: int = 50) -> list[ThreadRecord]:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        async with self.lock, self.conn.execute(
+            f"SELECT {_COLUMNS} FROM plait_threads {where} ORDER BY updated_at DESC LIMIT ?",
+            (*params, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_record(row) for row in rows]
+
+    async def delete(self, thread_id: str) -> None:
+        async with self.lock:
+            await self.conn.execute("DELETE FROM plait_threads WHERE thread_id = ?", (thread_id,))
+            await self.conn.commit()

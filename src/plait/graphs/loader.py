@@ -1,0 +1,122 @@
+"""From a graph reference (a prebuilt name, ``file.py:attr`` or ``package.module:attr``) to a
+compiled graph with plait's checkpointer."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+
+from plait.errors import GraphSetupError, OptionError
+from plait.graphs.registry import RUN_OPTIONS, get_entry
+
+RUN_OPTION_NAMES = {opt.name for opt in RUN_OPTIONS}
+
+
+def is_reference(ref: str) -> bool:
+    """True for ``file.py:attr`` and ``module:attr``; False for a prebuilt graph's name."""
+    return ":" in ref
+
+
+def parse_graph_options(ref: str, pairs: list[str]) -> dict[str, Any]:
+    """Typed ``--set`` values: checked against the registry for prebuilt graphs; for authored
+    graphs, JSON where the text is JSON, else the text itself."""
+    if not is_reference(ref):
+        return get_entry(ref).parse_options(pairs)
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--set takes key=value, got {pair!r}")
+        try:
+            parsed[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = raw
+    return parsed
+
+
+def build_graph(ref: str, options: dict[str, Any], checkpointer: BaseCheckpointSaver | None) -> Pregel:
+    """Build and compile the graph ``ref`` names, with ``options`` (run options excluded).
+
+    Raises:
+        GraphSetupError: unknown name, missing file or attribute, or an object that is not a
+            graph or a factory of one.
+        OptionError: an option the factory does not take.
+    """
+    graph_options = {k: v for k, v in options.items() if k not in RUN_OPTION_NAMES}
+    if is_reference(ref):
+        target = _import_reference(ref)
+        label = ref
+    else:
+        target = get_entry(ref).load_factory()
+        label = f"graph {ref!r}"
+    if not isinstance(target, (StateGraph, Pregel)):
+        if not callable(target):
+            raise GraphSetupError(f"{label} is neither a graph nor a function that returns one")
+        target = _call_factory(target, graph_options, label)
+    elif graph_options:
+        raise OptionError(f"{label} is a graph object, not a factory; it takes no --set options")
+    if isinstance(target, StateGraph):
+        return target.compile(checkpointer=checkpointer)
+    if isinstance(target, Pregel):
+        return target.copy(update={"checkpointer": checkpointer})
+    raise GraphSetupError(
+        f"{label} returned {type(target).__name__}, expected a StateGraph or a compiled graph"
+    )
+
+
+def _call_factory(factory: Any, options: dict[str, Any], label: str) -> Any:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [key for key in options if key not in params and not takes_any]
+    if unknown:
+        valid = ", ".join(p for p in params if not p.startswith("_")) or "none"
+        raise OptionError(f"{label} has no option {unknown[0]!r}; valid: {valid}")
+    return factory(**options)
+
+
+def _import_reference(ref: str) -> Any:
+    where, _, attr = ref.rpartition(":")
+    if not where or not attr:
+        raise GraphSetupError(f"graph reference {ref!r} must look like path/file.py:attr or module:attr")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        module = _import_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise GraphSetupError(f"cannot import module {where!r}: {exc}") from None
+    if not hasattr(module, attr):
+        names = [n for n in vars(module) if not n.startswith("_")]
+        raise GraphSetupError(
+            f"{where!r} has no attribute {attr!r}; it defines: {', '.join(names[:20]) or 'nothing'}"
+        )
+    return getattr(module, attr)
+
+
+def _import_file(path: Path) -> Any:
+    if not path.is_file():
+        raise GraphSetupError(f"graph file {str(path)!r} does not exist")
+    name = f"plait_user_graph_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GraphSetupError(f"cannot load {str(path)!r} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise GraphSetupError(f"importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
+    return module

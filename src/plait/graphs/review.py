@@ -1,0 +1,115 @@
+"""Review: research -> outline -> write -> review <-> revise -> finalize.
+
+The loop stops when the reviewer approves or after ``max_iterations`` reviews; ``stop_reason``
+in the state says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from plait.errors import GraphSetupError
+from plait.models.context import PlaitContext
+from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.prompts import role_prompt
+from plait.state.common import CommonState
+from plait.state.log import envelope
+
+
+class Review(BaseModel):
+    """The reviewer's verdict on a draft."""
+
+    approved: bool = Field(description="true only if the draft needs no change")
+    feedback: str = Field(description="what to change; empty when approved")
+
+
+class ReviewState(CommonState, total=False):
+    research: str
+    outline: str
+    draft: str
+    feedback: str
+    iteration: int
+    approved: bool
+    stop_reason: str
+
+
+def create_review_graph(
+    *, max_iterations: int = 3, prompts: Mapping[str, str] | None = None
+) -> StateGraph:
+    """Build the research/write/review/revise graph.
+
+    Args:
+        max_iterations: Most reviews before the draft is taken as it is (at least 1).
+        prompts: Role instructions to override, keyed by role (researcher, outliner, writer,
+            reviewer, reviser).
+
+    Returns:
+        The uncompiled builder.
+
+    Example:
+        ``app = create_review_graph(max_iterations=2).compile(checkpointer=saver)``
+    """
+    if max_iterations < 1:
+        raise GraphSetupError(f"max_iterations must be at least 1, got {max_iterations}")
+
+    async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+        reply = await ask(runtime, "researcher", role_prompt("researcher", prompts),
+                          user_prompt(state["task"]))
+        return {"research": reply.value, "usage": reply.usage,
+                "log": [envelope("researcher", "outliner", "research", reply.value)]}
+
+    async def outline(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+        reply = await ask(runtime, "outliner", role_prompt("outliner", prompts),
+                          user_prompt(state["task"], research=state["research"]))
+        return {"outline": reply.value, "usage": reply.usage,
+                "log": [envelope("outliner", "writer", "outline", reply.value)]}
+
+    async def write(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+        reply = await ask(runtime, "writer", role_prompt("writer", prompts),
+                          user_prompt(state["task"], research=state["research"],
+                                      outline=state["outline"]))
+        return {"draft": reply.value, "iteration": 0, "usage": reply.usage,
+                "log": [envelope("writer", "reviewer", "draft", reply.value)]}
+
+    async def review(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+        reply = await ask_for(runtime, "reviewer", role_prompt("reviewer", prompts),
+                              user_prompt(state["task"], draft=state["draft"]), Review)
+        verdict = reply.value
+        return {"approved": verdict.approved, "feedback": verdict.feedback,
+                "iteration": state.get("iteration", 0) + 1, "usage": reply.usage,
+                "log": [envelope("reviewer", "writer", "review",
+                                 "approved" if verdict.approved else verdict.feedback)]}
+
+    async def revise(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+        reply = await ask(runtime, "reviser", role_prompt("reviser", prompts),
+                          user_prompt(state["task"], draft=state["draft"],
+                                      feedback=state["feedback"]))
+        return {"draft": reply.value, "usage": reply.usage,
+                "log": [envelope("reviser", "reviewer", "draft", reply.value)]}
+
+    def finalize(state: ReviewState) -> dict:
+        rounds = state["iteration"]
+        reason = (f"approved by the reviewer after {rounds} review(s)" if state["approved"]
+                  else f"max_iterations ({max_iterations}) reached without approval")
+        return {"result": state["draft"], "stop_reason": reason}
+
+    def after_review(state: ReviewState) -> Literal["revise", "finalize"]:
+        done = state["approved"] or state["iteration"] >= max_iterations
+        return "finalize" if done else "revise"
+
+    builder = StateGraph(ReviewState, context_schema=PlaitContext)
+    for node in (research, outline, write, review, revise, finalize):
+        builder.add_node(node.__name__, node)
+    builder.add_edge(START, "research")
+    builder.add_edge("research", "outline")
+    builder.add_edge("outline", "write")
+    builder.add_edge("write", "review")
+    builder.add_conditional_edges("review", after_review)
+    builder.add_edge("revise", "review")
+    builder.add_edge("finalize", END)
+    return builder

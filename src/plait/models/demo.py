@@ -1,0 +1,118 @@
+"""The offline demo model: canned, deterministic, structurally valid replies for every role.
+
+It lets every graph and the whole CLI run with no key and no network. Every reply starts with
+``[demo]`` so nobody mistakes it for a real answer. Structured replies are built from the JSON
+schema that plait's structured-output helper puts in the prompt, so any pattern that asks for
+a pydantic model gets a valid one without the demo knowing the pattern.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from plait.nodes.structured import SCHEMA_MARKER
+
+MARKER = "[demo]"
+# The demo reviewer approves once it is shown a revision, so a review loop runs two rounds.
+REVISED = "[demo] Revised"
+
+
+def _tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+class DemoChatModel(BaseChatModel):
+    """A chat model that answers offline with canned text and reports usage like a real one."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "plait-demo"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        role = (run_manager.metadata if run_manager else {}).get("plait_role", "assistant")
+        return self._reply(messages, role)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        role = (run_manager.metadata if run_manager else {}).get("plait_role", "assistant")
+        return self._reply(messages, role)
+
+    def _reply(self, messages: list[BaseMessage], role: str) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        if SCHEMA_MARKER in prompt:
+            schema = json.loads(prompt.split(SCHEMA_MARKER, 1)[1].strip().splitlines()[0])
+            text = json.dumps(_Filler(role, prompt).fill(schema, schema.get("$defs", {})))
+        else:
+            text = _canned_text(role, messages)
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": _tokens(prompt),
+                "output_tokens": _tokens(text),
+                "total_tokens": _tokens(prompt) + _tokens(text),
+            },
+            response_metadata={"model_name": "demo"},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _canned_text(role: str, messages: list[BaseMessage]) -> str:
+    last = str(messages[-1].content) if messages else ""
+    first_line = next((line for line in last.splitlines() if line.strip()), "")[:80]
+    if role in ("reviser",):
+        return f"{REVISED} draft, addressing the review of: {first_line}"
+    return f"{MARKER} canned {role} output for: {first_line}"
+
+
+class _Filler:
+    """Builds a deterministic instance of a JSON schema with canned values."""
+
+    def __init__(self, role: str, prompt: str) -> None:
+        self.role, self.prompt = role, prompt
+
+    def fill(self, schema: dict[str, Any], defs: dict[str, Any], name: str = "", i: int = 0) -> Any:
+        if "$ref" in schema:
+            return self.fill(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, name, i)
+        if "anyOf" in schema:
+            options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+            return self.fill(options[0], defs, name, i) if options else None
+        if "enum" in schema:
+            return schema["enum"][i % len(schema["enum"])]
+        if "const" in schema:
+            return schema["const"]
+        kind = schema.get("type")
+        if kind == "object":
+            props = schema.get("properties", {})
+            return {key: self.fill(sub, defs, key, i) for key, sub in props.items()}
+        if kind == "array":
+            if name == "depends_on":
+                return []
+            count = max(schema.get("minItems", 3), 1)
+            count = min(count, schema.get("maxItems", count))
+            return [self.fill(schema.get("items", {}), defs, name, j) for j in range(count)]
+        if kind == "boolean":
+            return REVISED in self.prompt if name == "approved" else True
+        if kind in ("number", "integer"):
+            value = 0.8 if name == "confidence" or schema.get("maximum") == 1 else 1
+            return int(value) if kind == "integer" else value
+        if name == "id":
+            return f"s{i + 1}"
+        return f"{MARKER} canned {name or 'value'} from the {self.role}"

@@ -1,0 +1,98 @@
+"""Model specs (``demo``, ``openai:<name>``, ``<provider>:<model>``) to LangChain chat models."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from plait.errors import ModelSpecError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+SPEC_FORMS = "'demo', 'openai:<model>', or '<provider>:<model>' (any provider init_chat_model knows)"
+OPENAI_DEFAULT = "openai:gpt-4o-mini"
+# The OpenAI client retries 429/5xx/connection errors itself, honouring Retry-After.
+MAX_RETRIES = 2
+TIMEOUT_SECONDS = 120.0
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split a spec into ``(provider, model)``; ``demo`` is ``("demo", "demo")``.
+
+    Raises:
+        ModelSpecError: the spec is empty or not of a known form.
+    """
+    text = spec.strip()
+    if text == "demo":
+        return "demo", "demo"
+    provider, sep, name = text.partition(":")
+    if not sep or not provider.strip() or not name.strip() or " " in text:
+        raise ModelSpecError(f"malformed model spec {spec!r}: expected {SPEC_FORMS}")
+    return provider.strip().lower(), name.strip()
+
+
+def default_model_spec() -> tuple[str, str | None]:
+    """The model used when none is given, and a notice to show the user (or None).
+
+    ``PLAIT_MODEL``, else ``openai:gpt-4o-mini`` when ``OPENAI_API_KEY`` is set, else the
+    offline demo model.
+    """
+    if spec := os.environ.get("PLAIT_MODEL", "").strip():
+        return spec, None
+    if os.environ.get("OPENAI_API_KEY"):
+        return OPENAI_DEFAULT, None
+    return "demo", "no model configured (--model, PLAIT_MODEL or OPENAI_API_KEY): using the offline demo model, whose replies are canned"
+
+
+def load_chat_model(spec: str, *, base_url: str | None = None) -> BaseChatModel:
+    """Build (once per process) the chat model a spec names.
+
+    Raises:
+        ModelSpecError: malformed spec, unknown provider, missing provider package, or an
+            ``openai:`` spec with neither an API key nor a base URL.
+    """
+    provider, name = parse_spec(spec)
+    return _load(provider, name, base_url or os.environ.get("OPENAI_BASE_URL") or None)
+
+
+# One client per (spec, endpoint) per process, so branches share a connection pool.
+@lru_cache(maxsize=64)
+def _load(provider: str, name: str, base_url: str | None) -> BaseChatModel:
+    if provider == "demo":
+        from plait.models.demo import DemoChatModel
+
+        return DemoChatModel()
+    if provider == "openai":
+        return _openai(name, base_url)
+    try:
+        from langchain.chat_models import init_chat_model
+
+        return init_chat_model(name, model_provider=provider)
+    except ImportError as exc:
+        raise ModelSpecError(
+            f"model provider {provider!r} needs a package that is not installed: {exc}"
+        ) from None
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSpecError(f"cannot use model '{provider}:{name}': {first}") from None
+
+
+def _openai(name: str, base_url: str | None) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key and not base_url:
+        raise ModelSpecError(
+            f"model 'openai:{name}' needs OPENAI_API_KEY, or --base-url / OPENAI_BASE_URL "
+            "for a local OpenAI-compatible server"
+        )
+    # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the client requires one.
+    return ChatOpenAI(
+        model=name,
+        base_url=base_url,
+        api_key=key or "not-needed",
+        max_retries=MAX_RETRIES,
+        timeout=TIMEOUT_SECONDS,
+    )

@@ -1,0 +1,15 @@
+"""Agent nodes and the helpers that build them: asking for text, asking for structure."""
+
+from plait.nodes.agent import Reply, agent_node, ask, ask_for, resolve_model, user_prompt
+from plait.nodes.structured import extract_json, parse_reply
+
+__all__ = (
+    "Reply",
+    "agent_node",
+    "ask",
+    "ask_for",
+    "extract_json",
+    "parse_reply",
+    "resolve_model",
+    "user_prompt",
+)

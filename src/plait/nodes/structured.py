@@ -1,0 +1,63 @@
+"""Turning model replies into pydantic models: native structured output where the model has
+it, otherwise JSON in text, repaired where possible, re-asked with the validation error."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+# The line after this marker is the JSON schema the reply must match. The demo model reads it.
+SCHEMA_MARKER = "Reply with only a JSON object that matches this JSON schema:"
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+
+
+def schema_instructions(schema: type[BaseModel]) -> str:
+    """The text appended to a prompt when the model has no native structured output."""
+    return f"\n\n{SCHEMA_MARKER}\n{json.dumps(schema.model_json_schema(), separators=(',', ':'))}"
+
+
+def extract_json(text: str) -> Any:
+    """Parse the JSON object in a reply, repairing the common slips.
+
+    Handles code fences, prose around the object, and trailing commas.
+
+    Raises:
+        ValueError: no JSON object can be recovered.
+    """
+    if fenced := _FENCE.search(text):
+        text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("the reply contains no JSON object")
+    candidate = text[start : end + 1]
+    try:
+        return json.loads(candidate)
+    except json.JSONDecodeError:
+        try:
+            return json.loads(_TRAILING_COMMA.sub(r"\1", candidate))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the reply is not valid JSON ({exc.msg} at char {exc.pos})") from None
+
+
+def parse_reply(text: str, schema: type[T]) -> T:
+    """Validate a text reply against ``schema``.
+
+    Raises:
+        ValueError: with a message fit to send back to the model as feedback.
+    """
+    data = extract_json(text)
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'reply'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(problems) from None
