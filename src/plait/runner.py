@@ -91,6 +91,7 @@ async def run(
     db: str | os.PathLike[str] | None = None,
     thread_id: str | None = None,
     on_event: EventHandler | None = None,
+    context: PlaitContext | None = None,
 ) -> Outcome:
     """Start a new thread of ``graph`` on ``task`` and run it to the end.
 
@@ -101,6 +102,8 @@ async def run(
         db: The database path (default: ``PLAIT_DB``, then the per-user file).
         thread_id: A name for the thread (default: a new random id).
         on_event: Called with progress events: ``("start", {...})``, ``("node", {...})``.
+        context: Models as objects (e.g. a configured chat model, or a scripted one in
+            tests); replaces the models in ``settings``. Not stored: pass it to ``resume`` too.
 
     Raises:
         UsageError: empty task, bad graph reference, option or model spec.
@@ -110,7 +113,8 @@ async def run(
     if not task.strip():
         raise UsageError("the task is empty; say what the graph should work on")
     settings = settings or RunSettings()
-    settings.check_models()
+    if context is None:
+        settings.check_models()
     ref = _stable_reference(graph)
     async with open_database(db) as database:
         app = build_graph(ref, settings.options, database.saver)
@@ -118,7 +122,8 @@ async def run(
         if await database.threads.get(thread_id):
             raise ThreadError(f"thread {thread_id!r} already exists; use `plait resume {thread_id}`")
         await database.threads.create(thread_id, ref, task, asdict(settings))
-        return await _drive(app, database, thread_id, ref, {"task": task}, settings, on_event)
+        return await _drive(app, database, thread_id, ref, {"task": task},
+                            context or settings.context(), settings, on_event)
 
 
 async def resume(
@@ -129,10 +134,12 @@ async def resume(
     model_for: dict[str, str] | None = None,
     base_url: str | None = None,
     on_event: EventHandler | None = None,
+    context: PlaitContext | None = None,
 ) -> Outcome:
     """Continue a thread from its last checkpoint with the settings it was started with.
 
-    ``model``, ``model_for`` and ``base_url`` override the stored settings (and are stored).
+    ``model``, ``model_for`` and ``base_url`` override the stored settings (and are stored);
+    ``context`` supplies model objects, as for ``run``.
 
     Raises:
         ThreadError: unknown thread, or a thread that already finished.
@@ -148,7 +155,8 @@ async def resume(
         settings.model = model or settings.model
         settings.model_for = {**settings.model_for, **(model_for or {})}
         settings.base_url = base_url or settings.base_url
-        settings.check_models()
+        if context is None:
+            settings.check_models()
         app = build_graph(record.graph, settings.options, database.saver)
         snapshot = await app.aget_state(_config(thread_id, settings))
         if snapshot.values and not snapshot.next:
@@ -157,26 +165,29 @@ async def resume(
         # A thread killed before its first checkpoint starts again from its input.
         start = None if snapshot.next else {"task": record.task}
         await database.threads.update(thread_id, status="running", error=None, settings=asdict(settings))
-        return await _drive(app, database, thread_id, record.graph, start, settings, on_event)
+        return await _drive(app, database, thread_id, record.graph, start,
+                            context or settings.context(), settings, on_event,
+                            usage=snapshot.values.get("usage", {}))
 
 
-async def _drive(app, database, thread_id, ref, start, settings, on_event) -> Outcome:
+async def _drive(app, database, thread_id, ref, start, context, settings, on_event, usage=None):
     emit = on_event or (lambda kind, data: None)
     config = _config(thread_id, settings)
     emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
-    usage: dict[str, Any] = {}
+    usage = usage or {}
     try:
         async for mode, chunk in app.astream(
-            start, config, context=settings.context(), stream_mode=["tasks", "updates"],
+            start, config, context=context, stream_mode=["tasks", "updates"],
             durability="sync",
         ):
             if mode == "tasks" and "input" in chunk:
                 emit("node", {"name": chunk["name"], "phase": "start", "tokens": total_tokens(usage)})
             elif mode == "updates":
                 for name, update in chunk.items():
-                    if isinstance(update, dict) and update.get("usage"):
-                        usage = add_usage(usage, update["usage"])
-                    emit("node", {"name": name, "phase": "end", "tokens": total_tokens(usage)})
+                    update = update if isinstance(update, dict) else {}
+                    usage = add_usage(usage, update.get("usage"))
+                    emit("node", {"name": name, "phase": "end", "tokens": total_tokens(usage),
+                                  "iteration": update.get("iteration")})
     except asyncio.CancelledError:
         await database.threads.update(thread_id, status="interrupted")
         raise

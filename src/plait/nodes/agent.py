@@ -182,7 +182,7 @@ async def _invoke(
         calls=1,
         input_tokens=meta.get("input_tokens", 0),
         output_tokens=meta.get("output_tokens", 0),
-        seconds=time.perf_counter() - started,
+        seconds=round(time.perf_counter() - started, 4),
         cost=0.0,
         models={model_name: 1},
     )

@@ -1,0 +1,43 @@
+"""Flags that mean the same thing on every command that takes them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from plait.errors import ModelSpecError
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLite file for checkpoints [default: $PLAIT_DB, else `plait threads path`].", show_default=False),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="demo, openai:NAME or PROVIDER:NAME [default: $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].", show_default=False),
+]
+ModelForOpt = Annotated[
+    list[str],
+    typer.Option("--model-for", help="ROLE=SPEC: the model for one role, e.g. planner=openai:gpt-4o (repeatable).", show_default=False),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible endpoint for openai: models [default: $OPENAI_BASE_URL].", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices on stderr.")]
+
+
+def parse_model_for(pairs: list[str]) -> dict[str, str]:
+    """``ROLE=SPEC`` pairs to a dict.
+
+    Raises:
+        ModelSpecError: a pair without ``=`` or with an empty side.
+    """
+    chosen: dict[str, str] = {}
+    for pair in pairs:
+        role, sep, spec = pair.partition("=")
+        if not sep or not role.strip() or not spec.strip():
+            raise ModelSpecError(f"--model-for takes ROLE=SPEC, got {pair!r}")
+        chosen[role.strip()] = spec.strip()
+    return chosen

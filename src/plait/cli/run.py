@@ -1,0 +1,120 @@
+"""``plait run`` and ``plait resume``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from plait.cli.options import (
+    BaseUrlOpt,
+    DbOpt,
+    JsonOpt,
+    ModelForOpt,
+    ModelOpt,
+    QuietOpt,
+    parse_model_for,
+)
+from plait.cli.output import cli_errors, err, print_json
+from plait.cli.progress import Progress
+from plait.errors import ExitCode, UsageError
+
+
+def run_command(
+    graph: Annotated[str, typer.Argument(help="A prebuilt graph (see `plait graphs`), path/to/file.py:attr or package.module:attr.", show_default=False)],
+    task: Annotated[str, typer.Argument(help="What the graph should work on; '-' reads it from stdin.", show_default=False)],
+    set_: Annotated[list[str], typer.Option("--set", "-s", help="A graph option, key=value (repeatable); `plait graphs show NAME` lists them.")] = [],  # noqa: B006
+    model: ModelOpt = None,
+    model_for: ModelForOpt = [],  # noqa: B006
+    base_url: BaseUrlOpt = None,
+    db: DbOpt = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="Name the thread instead of getting a random id.")] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a graph on a task; the result goes to stdout, progress to stderr.
+
+    Every step is checkpointed: if the run fails, is interrupted or killed, `plait resume ID`
+    finishes it without redoing finished work.
+    """
+    from plait.graphs.loader import parse_graph_options
+    from plait.models.spec import default_model_spec
+    from plait.runner import RunSettings, run
+
+    with cli_errors():
+        text = sys.stdin.read() if task == "-" else task
+        if not text.strip():
+            raise UsageError("the task is empty; say what the graph should work on")
+        options = parse_graph_options(graph, set_)
+        if model is None:
+            model, notice = default_model_spec()
+            if notice and not quiet:
+                err.print(f"[yellow]note:[/] {notice}")
+        settings = RunSettings(
+            model=model, model_for=parse_model_for(model_for), base_url=base_url, options=options
+        )
+        progress = Progress(quiet=quiet)
+        _finish(lambda: run(graph, text, settings=settings, db=db, thread_id=thread,
+                            on_event=progress), progress, json_)
+
+
+def resume_command(
+    thread_id: Annotated[str, typer.Argument(help="The thread to continue (see `plait threads`).", show_default=False)],
+    model: ModelOpt = None,
+    model_for: ModelForOpt = [],  # noqa: B006
+    base_url: BaseUrlOpt = None,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Finish a failed, interrupted or killed run with the settings it was started with.
+
+    Finished steps and finished parallel branches are not run again. --model, --model-for
+    and --base-url override the stored settings.
+    """
+    from plait.runner import resume
+
+    with cli_errors():
+        overrides = parse_model_for(model_for)
+        progress = Progress(quiet=quiet)
+        _finish(lambda: resume(thread_id, db=db, model=model, model_for=overrides,
+                               base_url=base_url, on_event=progress), progress, json_)
+
+
+def _finish(start, progress: Progress, json_: bool) -> None:
+    from plait.runner import RunFailed
+
+    try:
+        outcome = asyncio.run(start())
+    except RunFailed as exc:
+        progress.close()
+        err.print(f"[red]error:[/] {exc}")
+        err.print(f"the thread is saved; continue it with: plait resume {exc.thread_id}")
+        if json_:
+            print_json({"thread_id": exc.thread_id, "status": "failed", "error": str(exc)})
+        raise typer.Exit(code=int(ExitCode.FAILED)) from None
+    except KeyboardInterrupt:
+        progress.close()
+        if progress.thread_id:
+            err.print(f"interrupted; continue with: plait resume {progress.thread_id}")
+        raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
+    finally:
+        progress.close()
+    _show(outcome, json_, progress.quiet)
+
+
+def _show(outcome: Any, json_: bool, quiet: bool) -> None:
+    if json_:
+        print_json(outcome.as_json())
+    elif outcome.result is not None:
+        typer.echo(outcome.result)
+    if not quiet:
+        tokens = outcome.as_json()["tokens"]
+        summary = f"thread [cyan]{outcome.thread_id}[/] · {outcome.status} · {tokens:,} tokens"
+        if outcome.stop_reason:
+            summary += f" · {outcome.stop_reason}"
+        if outcome.errors:
+            summary += f" · [yellow]{len(outcome.errors)} branch error(s)[/]"
+        err.print(summary)
