@@ -92,6 +92,7 @@ async def run(
     thread_id: str | None = None,
     on_event: EventHandler | None = None,
     context: PlaitContext | None = None,
+    input: str | None = None,
 ) -> Outcome:
     """Start a new thread of ``graph`` on ``task`` and run it to the end.
 
@@ -104,6 +105,7 @@ async def run(
         on_event: Called with progress events: ``("start", {...})``, ``("node", {...})``.
         context: Models as objects (e.g. a configured chat model, or a scripted one in
             tests); replaces the models in ``settings``. Not stored: pass it to ``resume`` too.
+        input: Extra input text for the graph's ``input`` key (items, a document).
 
     Raises:
         UsageError: empty task, bad graph reference, option or model spec.
@@ -122,7 +124,8 @@ async def run(
         if await database.threads.get(thread_id):
             raise ThreadError(f"thread {thread_id!r} already exists; use `plait resume {thread_id}`")
         await database.threads.create(thread_id, ref, task, asdict(settings))
-        return await _drive(app, database, thread_id, ref, {"task": task},
+        start = {"task": task} if input is None else {"task": task, "input": input}
+        return await _drive(app, database, thread_id, ref, start,
                             context or settings.context(), settings, on_event)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,6 +32,7 @@ def run_command(
     base_url: BaseUrlOpt = None,
     db: DbOpt = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Name the thread instead of getting a random id.")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", "-i", help="A file of input for the graph (map-reduce items: lines or a JSON array; or a document).", show_default=False, exists=True, dir_okay=False, readable=True)] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -56,8 +58,9 @@ def run_command(
             model=model, model_for=parse_model_for(model_for), base_url=base_url, options=options
         )
         progress = Progress(quiet=quiet)
+        extra = input_.read_text(encoding="utf-8", errors="replace") if input_ else None
         _finish(lambda: run(graph, text, settings=settings, db=db, thread_id=thread,
-                            on_event=progress), progress, json_)
+                            on_event=progress, input=extra), progress, json_)
 
 
 def resume_command(

@@ -28,6 +28,7 @@ class CommonState(TypedDict, total=False):
 
     Attributes:
         task: The input the user gave.
+        input: Extra input text (``plait run --input FILE``): items or a document to work on.
         result: The final answer.
         usage: Tokens, calls, cost and seconds per agent, summed across branches.
         errors: Branch failures kept (not raised) where the pattern allows partial results,
@@ -36,6 +37,7 @@ class CommonState(TypedDict, total=False):
     """
 
     task: str
+    input: str
     result: str
     usage: Annotated[dict[str, AgentUsage], add_usage]
     errors: Annotated[dict[str, str], merge_by_key]

@@ -1,0 +1,128 @@
+"""Real processes, as users run them: the installed `plait` command, killed with SIGKILL in the
+middle of a fan-out, then resumed; the loopback server counts every model request."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plait.testing import LoopbackServer, text
+
+PLAIT = str(Path(sys.executable).with_name("plait"))
+PLAN = json.dumps(
+    {
+        "subtasks": [
+            {"id": "s1", "role": "researcher", "description": "find facts"},
+            {"id": "s2", "role": "analyst", "description": "weigh options"},
+            {"id": "s3", "role": "coder", "description": "sketch code"},
+        ]
+    }
+)
+STUCK = 60.0  # long enough that these workers are still in flight when the process is killed
+
+pytestmark = pytest.mark.slow
+
+
+def plait(*args: str, db: Path, server: LoopbackServer) -> list[str]:
+    return [PLAIT, *args, "--db", str(db), "--model", "openai:test-model",
+            "--base-url", server.base_url]
+
+
+def env() -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PLAIT_"))}
+    return {**clean, "COLUMNS": "200"}
+
+
+def finished_workers(db: Path, thread_id: str) -> int:
+    with sqlite3.connect(db, timeout=5) as conn:
+        try:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM writes WHERE thread_id = ? AND channel = 'outputs'",
+                (thread_id,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+    return count
+
+
+def synthesizer_prompt(server: LoopbackServer) -> str:
+    (request,) = [r for r in server.requests if r.role == "synthesizer"]
+    return request.body["messages"][-1]["content"]
+
+
+def test_sigkill_mid_fanout_then_resume_calls_only_unfinished_workers(tmp_path):
+    db = tmp_path / "crash.db"
+    fast = {
+        "planner": [PLAN],
+        "researcher": ["out-research"],
+        "analyst": ["out-analysis"],
+        "coder": ["out-code"],
+        "synthesizer": ["final answer"],
+    }
+    with LoopbackServer(fast) as baseline:
+        done = subprocess.run(
+            plait("run", "orchestrator", "build it", "--json", db=tmp_path / "base.db",
+                  server=baseline),
+            capture_output=True, text=True, env=env(), timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    expected = synthesizer_prompt(baseline)
+
+    script = {
+        "planner": [PLAN],
+        "researcher": ["out-research"],
+        "analyst": [text("never seen", delay=STUCK), "out-analysis"],
+        "coder": [text("never seen", delay=STUCK), "out-code"],
+        "synthesizer": ["final answer"],
+    }
+    with LoopbackServer(script) as server:
+        proc = subprocess.Popen(
+            plait("run", "orchestrator", "build it", "--thread", "crash", db=db, server=server),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(),
+        )
+        deadline = time.monotonic() + 30
+        while finished_workers(db, "crash") < 1:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the researcher's output was never checkpointed"
+            time.sleep(0.05)
+        assert server.count("analyst") == 1 and server.count("coder") == 1  # in flight
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stderr.close()
+
+        resumed = subprocess.run(
+            plait("resume", "crash", "--json", db=db, server=server),
+            capture_output=True, text=True, env=env(), timeout=60,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        outcome = json.loads(resumed.stdout)
+        assert outcome["status"] == "done"
+        assert outcome["result"] == "final answer"
+        # Only the killed workers ran again; the planner and the finished researcher did not.
+        assert {role: server.count(role) for role in script} == {
+            "planner": 1, "researcher": 1, "analyst": 2, "coder": 2, "synthesizer": 1,
+        }
+        assert synthesizer_prompt(server) == expected
+
+
+def test_the_installed_command_runs_a_graph_and_refuses_bad_input(tmp_path):
+    db = str(tmp_path / "cli.db")
+    done = subprocess.run([PLAIT, "run", "review", "Explain the CAP theorem", "--json",
+                           "--db", db], capture_output=True, text=True, env=env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"].startswith("[demo]")
+    assert "offline demo model" in done.stderr
+
+    bad = subprocess.run([PLAIT, "run", "nosuchgraph", "task", "--db", db],
+                         capture_output=True, text=True, env=env(), timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown graph 'nosuchgraph'")
+    assert "Traceback" not in bad.stderr
