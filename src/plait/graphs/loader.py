@@ -91,7 +91,7 @@ def _import_reference(ref: str) -> Any:
     if not where or not attr:
         raise GraphSetupError(f"graph reference {ref!r} must look like path/file.py:attr or module:attr")
     if where.endswith(".py") or "/" in where or "\\" in where:
-        module = _import_file(Path(where))
+        module = _import_file(where)
     else:
         try:
             module = importlib.import_module(where)
@@ -105,18 +105,19 @@ def _import_reference(ref: str) -> Any:
     return getattr(module, attr)
 
 
-def _import_file(path: Path) -> Any:
+def _import_file(where: str) -> Any:
+    path = Path(where)
     if not path.is_file():
-        raise GraphSetupError(f"graph file {str(path)!r} does not exist")
+        raise GraphSetupError(f"graph file {where!r} does not exist")
     name = f"plait_user_graph_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise GraphSetupError(f"cannot load {str(path)!r} as Python")
+        raise GraphSetupError(f"cannot load {where!r} as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise GraphSetupError(f"importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
+        raise GraphSetupError(f"importing {where!r} failed: {type(exc).__name__}: {exc}") from None
     return module

@@ -190,25 +190,28 @@ async def _invoke(
 
 
 def _describe_failure(exc: Exception, role: str) -> str:
+    # langchain-core's provider-neutral errors (which the OpenAI integration raises) say what
+    # happened; the HTTP status, where there is one, says the rest.
+    from langchain_core import exceptions as lc
+
     status = getattr(exc, "status_code", None)
-    kind = type(exc).__name__
-    detail = str(exc).splitlines()[0][:200] if str(exc) else kind
-    if status == 401:
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if isinstance(exc, lc.ModelTimeoutError):
+        why = "the model endpoint did not answer in time"
+    elif isinstance(exc, lc.ModelConnectionError):
+        why = f"cannot reach the model endpoint: {detail}"
+    elif status == 401 or isinstance(exc, lc.ModelAuthenticationError):
         why = "the endpoint rejected the API key (HTTP 401)"
-    elif status == 404:
+    elif status == 404 or isinstance(exc, lc.ModelNotFoundError):
         why = f"the endpoint does not know the model (HTTP 404): {detail}"
-    elif status == 429:
+    elif status == 429 or isinstance(exc, lc.ModelRateLimitError):
         why = "rate limited (HTTP 429), still after the client's retries"
     elif status is not None and status >= 500:
         why = f"the endpoint failed (HTTP {status}), still after the client's retries"
     elif status is not None:
         why = f"the endpoint refused the request (HTTP {status}): {detail}"
-    elif kind == "APITimeoutError":
-        why = "the model endpoint did not answer in time"
-    elif kind == "APIConnectionError":
-        why = f"cannot reach the model endpoint: {detail}"
     else:
-        why = f"{kind}: {detail}"
+        why = f"{type(exc).__name__}: {detail}"
     return f"model call for {role!r} failed: {why}"
 
 
