@@ -11,7 +11,10 @@ from plait.errors import ModelSpecError
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-SPEC_FORMS = "'demo', 'openai:<model>', or '<provider>:<model>' (any provider init_chat_model knows)"
+SPEC_FORMS = (
+    "'demo', 'openai:<model>', 'pool:<file.json>', or '<provider>:<model>' "
+    "(any provider init_chat_model knows)"
+)
 OPENAI_DEFAULT = "openai:gpt-4o-mini"
 # The OpenAI client retries 429/5xx/connection errors itself, honouring Retry-After.
 MAX_RETRIES = 2
@@ -66,6 +69,10 @@ def _load(provider: str, name: str, base_url: str | None) -> BaseChatModel:
         return DemoChatModel()
     if provider == "openai":
         return _openai(name, base_url)
+    if provider == "pool":
+        from plait.models.pool import load_pool
+
+        return load_pool(name)
     try:
         from langchain.chat_models import init_chat_model
 
