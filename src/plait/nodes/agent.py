@@ -6,6 +6,7 @@ into state. ``agent_node`` makes a whole graph node from role instructions, for 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -210,6 +211,8 @@ def _describe_failure(exc: Exception, role: str) -> str:
         why = f"the endpoint failed (HTTP {status}), still after the client's retries"
     elif status is not None:
         why = f"the endpoint refused the request (HTTP {status}): {detail}"
+    elif isinstance(exc, json.JSONDecodeError):
+        why = f"the endpoint answered with a body that is not JSON ({detail})"
     else:
         why = f"{type(exc).__name__}: {detail}"
     return f"model call for {role!r} failed: {why}"

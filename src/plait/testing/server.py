@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http
 import json
 import re
@@ -132,7 +133,6 @@ class LoopbackServer:
         self._queues = {role: deque(replies) for role, replies in mapping.items()}
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
 
@@ -145,10 +145,10 @@ class LoopbackServer:
 
     def start(self) -> LoopbackServer:
         """Start serving on a free port, on a daemon thread."""
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        self._httpd = _HTTPServer(self)
+        # stop() waits for the serve loop to poll; the default half second would dominate tests.
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.02)
+        threading.Thread(target=serve, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -188,17 +188,20 @@ class LoopbackServer:
             self.verify()
 
     def _choose(self, role: str, body: dict[str, Any]) -> ReplySpec:
-        if self._responder is not None:
-            reply: ReplySpec | str | None = self._responder(role, body)
-        else:
-            with self._lock:
-                queue = self._queues.get(role)
-                reply = queue.popleft() if queue else None
+        problem = f"script exhausted for role {role!r}"
+        reply: ReplySpec | str | None = None
+        try:
+            if self._responder is not None:
+                reply = self._responder(role, body)
+            else:
+                with self._lock:
+                    queue = self._queues.get(role)
+                    reply = queue.popleft() if queue else None
+        except Exception as exc:  # a broken responder must fail the test, not hang the client
+            problem = f"responder failed for role {role!r}: {exc!r}"
         if reply is None:
-            problem = f"script exhausted for role {role!r}"
-            reply = status(500, body=_error(problem, "server_error", "script_exhausted"))
             self._record(role, body, "violation", problem)
-            return reply
+            return status(500, body=_error(problem, "server_error", "script_exhausted"))
         reply = text(reply) if isinstance(reply, str) else reply
         self._record(role, body, reply.kind)
         return reply
@@ -215,10 +218,10 @@ class _HTTPServer(ThreadingHTTPServer):
     # Many clients connect at once in fan-out tests and benchmarks; the default backlog of 5
     # would make the kernel refuse or delay connections.
     request_queue_size = 512
-    owner: LoopbackServer
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, owner: LoopbackServer) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.owner = owner
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
 
@@ -239,6 +242,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
+    # Headers and body go out in separate writes; with Nagle's algorithm the body would wait
+    # for the client's delayed ACK, about 40 ms a request.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def setup(self) -> None:
@@ -256,7 +262,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        owner = self.server.owner
         if self.path.split("?")[0] != COMPLETIONS:
             return self._refuse(404, f"no route for POST {self.path}", "unknown_url")
         try:
@@ -265,20 +270,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._refuse(400, "request body is not JSON", "invalid_json")
         if body.get("stream"):
             return self._refuse(400, "LoopbackServer does not stream", "stream_unsupported")
-        reply = owner._choose(_role(body), body)
+        reply = self.server.owner._choose(_role(body), body)
         if reply.delay > 0:
             time.sleep(reply.delay)
         if reply.kind == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
         elif reply.kind == "malformed":
-            self._send(200, b'{"id": "chatcmpl-broken", "choices": [', {})
+            self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
         elif reply.kind == "status":
             phrase = http.HTTPStatus(reply.code).phrase
             payload = reply.body if reply.body is not None else _error(phrase, _type(reply.code))
             self._send(reply.code, json.dumps(payload).encode(), reply.headers)
         else:
-            self._send(200, json.dumps(_completion(body, reply.content)).encode(), {})
+            self._send(200, json.dumps(_completion(body, reply.content)).encode())
 
     def do_GET(self) -> None:
         self._refuse(404, f"no route for GET {self.path}", "unknown_url")
@@ -286,13 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse(self, code: int, message: str, reason: str) -> None:
         with self.server.owner._lock:
             self.server.owner.violations.append(message)
-        self._send(code, json.dumps(_error(message, "invalid_request_error", reason)).encode(), {})
+        self._send(code, json.dumps(_error(message, "invalid_request_error", reason)).encode())
 
-    def _send(self, code: int, payload: bytes, headers: Mapping[str, str]) -> None:
+    def _send(self, code: int, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
+        for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
@@ -313,10 +318,8 @@ def _role(body: Mapping[str, Any]) -> str:
 
 
 def _type(code: int) -> str:
-    known = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
-    if code == 429:
-        return "rate_limit_error"
-    return "server_error" if code >= 500 else known.get(code, "invalid_request_error")
+    known = {401: "authentication", 403: "permission", 404: "not_found", 429: "rate_limit"}
+    return "server_error" if code >= 500 else known.get(code, "invalid_request") + "_error"
 
 
 def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
@@ -325,22 +328,14 @@ def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
 
 def _completion(body: Mapping[str, Any], content: str) -> dict[str, Any]:
     prompt = "\n".join(_content(m) for m in body.get("messages", []))
-    prompt_tokens, completion_tokens = tokens(prompt), tokens(content)
+    usage = {"prompt_tokens": tokens(prompt), "completion_tokens": tokens(content)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    message = {"role": "assistant", "content": content}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "loopback"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": usage,
     }
