@@ -62,7 +62,7 @@ async def test_review_resume_continues_inside_the_loop(db):
             "outliner": ["outline"],
             "writer": ["draft one"],
             "reviewer": [json.dumps({"approved": False, "feedback": "add an example"})],
-            "reviser": [ConnectionError("reset by peer")],
+            "reviser": [RuntimeError("reviser crashed")],
         }
     )
     with pytest.raises(RunFailed) as failed:

@@ -22,7 +22,7 @@ _EXPORTS = {
     "user_prompt": "plait.nodes.agent",
     "Outcome": "plait.runner",
     "RunFailed": "plait.runner",
-    "RunSettings": "plait.runner",
+    "RunSettings": "plait.settings",
     "resume": "plait.runner",
     "run": "plait.runner",
 }

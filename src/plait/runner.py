@@ -17,41 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from plait.checkpoints.sqlite import open_database
-from plait.errors import PlaitError, ThreadError, UsageError
+from plait.errors import ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
-from plait.graphs.registry import RUN_OPTIONS
 from plait.models.context import PlaitContext
-from plait.models.spec import load_chat_model
+from plait.models.resilience import BudgetExceeded
+from plait.settings import RunSettings, seed_budget
 from plait.state.usage import add_usage, total_tokens
 
 # Every plait loop has its own stopping rule; this only guards authored graphs that loop forever.
 RECURSION_LIMIT = 10_000
 
-MAX_CONCURRENCY = RUN_OPTIONS[0]
-
 EventHandler = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass
-class RunSettings:
-    """What a thread is run with; stored in the thread index and reused by ``resume``."""
-
-    model: str = "demo"
-    model_for: dict[str, str] = field(default_factory=dict)
-    base_url: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def context(self) -> PlaitContext:
-        return PlaitContext(model=self.model, model_for=dict(self.model_for), base_url=self.base_url)
-
-    def check_models(self) -> None:
-        """Load every model spec now, so a bad one fails before a thread is created.
-
-        Raises:
-            ModelSpecError: a spec is malformed or lacks its credentials.
-        """
-        for spec in {self.model, *self.model_for.values()}:
-            load_chat_model(spec, base_url=self.base_url)
 
 
 @dataclass
@@ -81,6 +57,12 @@ class RunFailed(PlaitError):
     def __init__(self, thread_id: str, message: str) -> None:
         self.thread_id = thread_id
         super().__init__(message)
+
+
+class BudgetStopped(RunFailed):
+    """A token, cost or call budget was reached; ``resume`` with a larger budget continues."""
+
+    exit_code = ExitCode.BUDGET
 
 
 async def run(
@@ -117,6 +99,7 @@ async def run(
     settings = settings or RunSettings()
     if context is None:
         settings.check_models()
+        context = settings.context()
     ref = _stable_reference(graph)
     async with open_database(db) as database:
         app = build_graph(ref, settings.options, database.saver)
@@ -125,23 +108,21 @@ async def run(
             raise ThreadError(f"thread {thread_id!r} already exists; use `plait resume {thread_id}`")
         await database.threads.create(thread_id, ref, task, asdict(settings))
         start = {"task": task} if input is None else {"task": task, "input": input}
-        return await _drive(app, database, thread_id, ref, start,
-                            context or settings.context(), settings, on_event)
+        return await _drive(app, database, thread_id, ref, start, context, settings, on_event)
 
 
 async def resume(
     thread_id: str,
     *,
     db: str | os.PathLike[str] | None = None,
-    model: str | None = None,
-    model_for: dict[str, str] | None = None,
-    base_url: str | None = None,
+    overrides: dict[str, Any] | None = None,
     on_event: EventHandler | None = None,
     context: PlaitContext | None = None,
 ) -> Outcome:
     """Continue a thread from its last checkpoint with the settings it was started with.
 
-    ``model``, ``model_for`` and ``base_url`` override the stored settings (and are stored);
+    ``overrides`` changes stored settings by name (``model``, ``model_for``, ``base_url``,
+    ``fallbacks``, ``max_tokens``, ``max_cost``, ``max_calls``) and is stored with them;
     ``context`` supplies model objects, as for ``run``.
 
     Raises:
@@ -154,12 +135,10 @@ async def resume(
             raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
         if record.status == "done":
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
-        settings = RunSettings(**record.settings)
-        settings.model = model or settings.model
-        settings.model_for = {**settings.model_for, **(model_for or {})}
-        settings.base_url = base_url or settings.base_url
+        settings = RunSettings.from_stored(record.settings).override(**(overrides or {}))
         if context is None:
             settings.check_models()
+            context = settings.context()
         app = build_graph(record.graph, settings.options, database.saver)
         snapshot = await app.aget_state(_config(thread_id, settings))
         if snapshot.values and not snapshot.next:
@@ -168,9 +147,8 @@ async def resume(
         # A thread killed before its first checkpoint starts again from its input.
         start = None if snapshot.next else {"task": record.task}
         await database.threads.update(thread_id, status="running", error=None, settings=asdict(settings))
-        return await _drive(app, database, thread_id, record.graph, start,
-                            context or settings.context(), settings, on_event,
-                            usage=snapshot.values.get("usage", {}))
+        return await _drive(app, database, thread_id, record.graph, start, context, settings,
+                            on_event, usage=snapshot.values.get("usage", {}))
 
 
 async def _drive(app, database, thread_id, ref, start, context, settings, on_event, usage=None):
@@ -178,6 +156,7 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     config = _config(thread_id, settings)
     emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
     usage = usage or {}
+    seed_budget(context, usage)
     try:
         async for mode, chunk in app.astream(
             start, config, context=context, stream_mode=["tasks", "updates"],
@@ -194,6 +173,10 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     except asyncio.CancelledError:
         await database.threads.update(thread_id, status="interrupted")
         raise
+    except BudgetExceeded as exc:
+        await database.threads.update(thread_id, status="budget", error=str(exc),
+                                      tokens=context.budget.tokens)
+        raise BudgetStopped(thread_id, str(exc)) from exc
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
         await database.threads.update(thread_id, status="failed", error=message)
@@ -219,7 +202,7 @@ def _config(thread_id: str, settings: RunSettings) -> dict[str, Any]:
         "configurable": {"thread_id": thread_id},
         "recursion_limit": RECURSION_LIMIT,
     }
-    config["max_concurrency"] = settings.options.get("max_concurrency", MAX_CONCURRENCY.default)
+    config["max_concurrency"] = settings.option("max_concurrency")
     return config
 
 

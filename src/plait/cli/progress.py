@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.status import Status
 
 from plait.cli.output import err, is_tty
@@ -12,8 +13,8 @@ from plait.cli.output import err, is_tty
 class Progress:
     """Receives the runner's events and shows which agents are working and tokens so far."""
 
-    def __init__(self, *, quiet: bool = False) -> None:
-        self.quiet = quiet
+    def __init__(self, *, quiet: bool = False, notice: str | None = None) -> None:
+        self.quiet, self.notice = quiet, notice
         self.thread_id: str | None = None
         self.running: dict[str, int] = {}
         self.tokens = 0
@@ -23,8 +24,11 @@ class Progress:
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "start":
             self.thread_id = data["thread_id"]
+            if self.notice:
+                self._line(f"[yellow]note:[/] {self.notice}")
             verb = "resuming" if data["resumed"] else "running"
-            self._line(f"{verb} [bold]{data['graph']}[/] · thread [cyan]{self.thread_id}[/]")
+            graph, thread = escape(data["graph"]), escape(self.thread_id or "")
+            self._line(f"{verb} [bold]{graph}[/] · thread [cyan]{thread}[/]")
             return
         name, self.tokens = data["name"], data["tokens"]
         if data.get("iteration") is not None:
@@ -38,7 +42,7 @@ class Progress:
             else:
                 self.running.pop(name, None)
             if not is_tty():
-                self._line(f"  done: {name} · {self.tokens:,} tokens")
+                self._line(f"  done: {escape(name)} · {self.tokens:,} tokens")
         self._refresh()
 
     def _refresh(self) -> None:

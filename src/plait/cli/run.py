@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from plait.cli.options import (
     BaseUrlOpt,
     DbOpt,
+    FallbackOpt,
     JsonOpt,
+    MaxCallsOpt,
+    MaxCostOpt,
+    MaxTokensOpt,
     ModelForOpt,
     ModelOpt,
     QuietOpt,
@@ -30,6 +35,10 @@ def run_command(
     model: ModelOpt = None,
     model_for: ModelForOpt = [],  # noqa: B006
     base_url: BaseUrlOpt = None,
+    fallback_model: FallbackOpt = [],  # noqa: B006
+    max_tokens: MaxTokensOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_calls: MaxCallsOpt = None,
     db: DbOpt = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Name the thread instead of getting a random id.")] = None,
     input_: Annotated[Path | None, typer.Option("--input", "-i", help="A file of input for the graph (map-reduce items: lines or a JSON array; or a document).", show_default=False, exists=True, dir_okay=False, readable=True)] = None,
@@ -43,21 +52,28 @@ def run_command(
     """
     from plait.graphs.loader import parse_graph_options
     from plait.models.spec import default_model_spec
-    from plait.runner import RunSettings, run
+    from plait.runner import run
+    from plait.settings import RunSettings
 
     with cli_errors():
         text = sys.stdin.read() if task == "-" else task
         if not text.strip():
             raise UsageError("the task is empty; say what the graph should work on")
         options = parse_graph_options(graph, set_)
+        notice = None
         if model is None:
             model, notice = default_model_spec()
-            if notice and not quiet:
-                err.print(f"[yellow]note:[/] {notice}")
         settings = RunSettings(
-            model=model, model_for=parse_model_for(model_for), base_url=base_url, options=options
+            model=model,
+            model_for=parse_model_for(model_for),
+            base_url=base_url,
+            fallbacks=fallback_model,
+            options=options,
+            max_tokens=max_tokens,
+            max_cost=max_cost,
+            max_calls=max_calls,
         )
-        progress = Progress(quiet=quiet)
+        progress = Progress(quiet=quiet, notice=notice)
         extra = input_.read_text(encoding="utf-8", errors="replace") if input_ else None
         _finish(lambda: run(graph, text, settings=settings, db=db, thread_id=thread,
                             on_event=progress, input=extra), progress, json_)
@@ -68,22 +84,34 @@ def resume_command(
     model: ModelOpt = None,
     model_for: ModelForOpt = [],  # noqa: B006
     base_url: BaseUrlOpt = None,
+    fallback_model: FallbackOpt = [],  # noqa: B006
+    max_tokens: MaxTokensOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_calls: MaxCallsOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Finish a failed, interrupted or killed run with the settings it was started with.
 
-    Finished steps and finished parallel branches are not run again. --model, --model-for
-    and --base-url override the stored settings.
+    Finished steps and finished parallel branches are not run again. Model, fallback and
+    budget flags override the stored settings (a stopped budget needs a larger one).
     """
     from plait.runner import resume
 
     with cli_errors():
-        overrides = parse_model_for(model_for)
+        overrides = {
+            "model": model,
+            "model_for": parse_model_for(model_for) or None,
+            "base_url": base_url,
+            "fallbacks": fallback_model or None,
+            "max_tokens": max_tokens,
+            "max_cost": max_cost,
+            "max_calls": max_calls,
+        }
         progress = Progress(quiet=quiet)
-        _finish(lambda: resume(thread_id, db=db, model=model, model_for=overrides,
-                               base_url=base_url, on_event=progress), progress, json_)
+        _finish(lambda: resume(thread_id, db=db, overrides=overrides, on_event=progress),
+                progress, json_)
 
 
 def _finish(start, progress: Progress, json_: bool) -> None:
@@ -93,11 +121,15 @@ def _finish(start, progress: Progress, json_: bool) -> None:
         outcome = asyncio.run(start())
     except RunFailed as exc:
         progress.close()
-        err.print(f"[red]error:[/] {exc}")
-        err.print(f"the thread is saved; continue it with: plait resume {exc.thread_id}")
+        budget = exc.exit_code == ExitCode.BUDGET
+        label = "[yellow]stopped:[/]" if budget else "[red]error:[/]"
+        err.print(f"{label} {escape(str(exc))}")
+        hint = " with a larger budget, e.g. --max-tokens N" if budget else ""
+        err.print(f"the thread is saved; continue it{hint}: plait resume {exc.thread_id}")
         if json_:
-            print_json({"thread_id": exc.thread_id, "status": "failed", "error": str(exc)})
-        raise typer.Exit(code=int(ExitCode.FAILED)) from None
+            print_json({"thread_id": exc.thread_id, "status": "budget" if budget else "failed",
+                        "error": str(exc)})
+        raise typer.Exit(code=int(exc.exit_code)) from None
     except KeyboardInterrupt:
         progress.close()
         if progress.thread_id:
@@ -115,9 +147,9 @@ def _show(outcome: Any, json_: bool, quiet: bool) -> None:
         typer.echo(outcome.result)
     if not quiet:
         tokens = outcome.as_json()["tokens"]
-        summary = f"thread [cyan]{outcome.thread_id}[/] · {outcome.status} · {tokens:,} tokens"
+        summary = f"thread [cyan]{escape(outcome.thread_id)}[/] · {outcome.status} · {tokens:,} tokens"
         if outcome.stop_reason:
-            summary += f" · {outcome.stop_reason}"
+            summary += f" · {escape(outcome.stop_reason)}"
         if outcome.errors:
             summary += f" · [yellow]{len(outcome.errors)} branch error(s)[/]"
         err.print(summary)

@@ -7,7 +7,9 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from plait.cli.options import DbOpt, JsonOpt
 from plait.cli.output import cli_errors, out, print_json
@@ -66,7 +68,8 @@ def list_threads(
         for r in records:
             task = r.task if len(r.task) <= 40 else r.task[:39] + "…"
             graph = r.graph.rsplit("/", 1)[-1]
-            table.add_row(r.thread_id, graph, task, r.status, _ago(r.updated_at), f"{r.tokens:,}")
+            cells = (r.thread_id, graph, task, r.status, _ago(r.updated_at), f"{r.tokens:,}")
+            table.add_row(*(Text(cell) for cell in cells))
         out.print(table if records else "no threads yet; `plait run NAME TASK` starts one")
 
 
@@ -85,7 +88,7 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         if json_:
             print_json({**record.as_json(), **{k: values.get(k) for k in keys}})
             return
-        out.print(f"[bold]{record.thread_id}[/] · {record.graph} · {record.status}")
+        out.print(f"[bold]{escape(record.thread_id)}[/] · {escape(record.graph)} · {record.status}")
         out.print(f"task: {record.task}", markup=False)
         settings = record.settings
         out.print(f"model: {settings['model']}" + "".join(
@@ -93,10 +96,10 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         if settings.get("options"):
             out.print("options: " + ", ".join(f"{k}={v}" for k, v in settings["options"].items()), markup=False)
         if record.error:
-            out.print(f"[red]error:[/] {record.error}", markup=True)
+            out.print(f"[red]error:[/] {escape(record.error)}")
         _usage_table(values.get("usage") or {})
         for branch, message in (values.get("errors") or {}).items():
-            out.print(f"[yellow]branch {branch} failed:[/] {message}")
+            out.print(f"[yellow]branch {escape(branch)} failed:[/] {escape(message)}")
         if values.get("stop_reason"):
             out.print(f"stopped: {values['stop_reason']}", markup=False)
         if values.get("result") is not None:

@@ -12,6 +12,16 @@ _FACTORIES = {
     "create_review_graph": "plait.graphs.review",
     "create_orchestrator_graph": "plait.graphs.orchestrator",
     "create_pipeline_graph": "plait.graphs.pipeline",
+    "create_blackboard_graph": "plait.graphs.blackboard",
+    "create_auction_graph": "plait.graphs.auction",
+    "create_supervisor_graph": "plait.graphs.supervisor",
+    "create_router_graph": "plait.graphs.router",
+    "create_swarm_graph": "plait.graphs.swarm",
+    "create_debate_graph": "plait.graphs.debate",
+    "create_perspectives_graph": "plait.graphs.perspectives",
+    "create_consensus_graph": "plait.graphs.consensus",
+    "create_dag_graph": "plait.graphs.dag",
+    "create_map_reduce_graph": "plait.graphs.map_reduce",
 }
 
 __all__ = tuple(_FACTORIES)

@@ -43,7 +43,9 @@ class Option:
                 f"option {self.name!r} must be one of {', '.join(self.choices)}; got {raw!r}"
             )
         if self.minimum is not None and value < self.minimum:
-            raise OptionError(f"option {self.name!r} must be at least {self.minimum:g}; got {raw!r}")
+            raise OptionError(
+                f"option {self.name!r} must be at least {self.minimum:g}; got {raw!r}"
+            )
         return value
 
     def type_label(self) -> str:
@@ -85,6 +87,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 # Options every graph accepts; the runner applies them, not the factory.
 RUN_OPTIONS = (
     Option("max_concurrency", "int", 32, "most branches running at once", minimum=1),
+    Option("timeout", "float", 120.0, "seconds one model call may take", minimum=0.001),
+    Option("role_timeouts", "list", [], "per-role call timeouts, e.g. planner=30,coder=300"),
+    Option("retries", "int", 2, "retries of a failed model call (429, 5xx, timeout)", minimum=0),
 )
 
 
@@ -159,9 +164,298 @@ GRAPHS: dict[str, GraphEntry] = {
             "stages run in order, each on the previous stage's output (extract, transform, format)",
             "plait.graphs.pipeline:create_pipeline_graph",
             (
-                Option("stages", "list", ["extract", "transform", "format"], "stage roles, in order"),
-                Option("spec", "str", "", "a JSON file of stages: name, instructions, require, fallback"),
+                Option(
+                    "stages", "list", ["extract", "transform", "format"], "stage roles, in order"
+                ),
+                Option(
+                    "spec",
+                    "str",
+                    "",
+                    "a JSON file of stages: name, instructions, require, fallback",
+                ),
                 Option("attempts", "int", 2, "calls per stage before its fallback", minimum=1),
+            ),
+        ),
+        GraphEntry(
+            "blackboard",
+            "knowledge sources write entries on a shared board, in parallel rounds, until the goal entry is there",
+            "plait.graphs.blackboard:create_blackboard_graph",
+            (
+                Option(
+                    "sources",
+                    "json",
+                    [
+                        {"name": "researcher", "needs": [], "writes": "facts"},
+                        {"name": "analyst", "needs": ["facts"], "writes": "analysis"},
+                        {"name": "critic", "needs": ["facts"], "writes": "risks"},
+                        {
+                            "name": "solver",
+                            "needs": ["facts", "analysis", "risks"],
+                            "writes": "solution",
+                        },
+                    ],
+                    "JSON list of sources: name, needs, writes, optional instructions and priority",
+                ),
+                Option("goal", "str", "solution", "the board entry that ends the run"),
+                Option(
+                    "max_rounds",
+                    "int",
+                    5,
+                    "most rounds before stopping without the goal",
+                    minimum=1,
+                ),
+                Option(
+                    "conflict_policy",
+                    "str",
+                    "priority",
+                    "two writes to one entry in a round: higher priority wins, a merger combines them, or the controller picks",
+                    choices=("priority", "merge", "escalate"),
+                ),
+            ),
+        ),
+        GraphEntry(
+            "auction",
+            "bidders bid for the task (or each subtask); the lowest cost per capability wins and does it",
+            "plait.graphs.auction:create_auction_graph",
+            (
+                Option(
+                    "bidders",
+                    "list",
+                    ["researcher", "analyst", "writer"],
+                    "agents that bid for the work",
+                ),
+                Option("decompose", "bool", False, "split the task into subtasks and auction each"),
+                Option("min_subtasks", "int", 2, "fewest subtasks a split may have", minimum=1),
+                Option("max_subtasks", "int", 5, "most subtasks a split may have", minimum=1),
+                Option(
+                    "fallback",
+                    "str",
+                    "",
+                    "agent that takes work nobody bid validly for (empty: none)",
+                ),
+            ),
+        ),
+        GraphEntry(
+            "supervisor",
+            "a supervisor plans, routes each step to a specialist, checks the result, then a synthesizer answers",
+            "plait.graphs.supervisor:create_supervisor_graph",
+            (
+                Option(
+                    "specialists",
+                    "list",
+                    ["research", "code", "review", "test"],
+                    "the specialists the supervisor routes to",
+                ),
+                Option(
+                    "max_steps",
+                    "int",
+                    10,
+                    "most specialist steps before synthesizing what is done",
+                    minimum=1,
+                ),
+            ),
+        ),
+        GraphEntry(
+            "router",
+            "a classifier picks a route with a confidence; that route's specialist answers",
+            "plait.graphs.router:create_router_graph",
+            (
+                Option(
+                    "routes",
+                    "list",
+                    ["data_query", "document_search", "code", "general"],
+                    "route names, one specialist each",
+                ),
+                Option(
+                    "min_confidence",
+                    "float",
+                    0.5,
+                    "below this confidence (0 to 1) the fallback route answers",
+                    minimum=0,
+                ),
+                Option(
+                    "fallback",
+                    "str",
+                    "general",
+                    "the route for an unknown label or a low confidence; one of routes",
+                ),
+            ),
+        ),
+        GraphEntry(
+            "swarm",
+            "peer agents answer, hand the task off with a summary, or ask each other for help",
+            "plait.graphs.swarm:create_swarm_graph",
+            (
+                Option("agents", "list", ["triage", "researcher", "writer"], "the peer agents"),
+                Option(
+                    "start",
+                    "str",
+                    "",
+                    "the agent that gets the task first (empty: the first agent)",
+                ),
+                Option(
+                    "max_handoffs",
+                    "int",
+                    6,
+                    "most handoffs before the active agent must answer",
+                    minimum=0,
+                ),
+                Option(
+                    "capacity",
+                    "int",
+                    1,
+                    "help requests each agent serves at once; more are declined",
+                    minimum=1,
+                ),
+            ),
+        ),
+        GraphEntry(
+            "debate",
+            "debaters argue distinct positions in parallel, rebut each other, and a judge decides",
+            "plait.graphs.debate:create_debate_graph",
+            (
+                Option(
+                    "debaters",
+                    "int",
+                    3,
+                    "number of debaters (one per position when positions are given)",
+                    minimum=2,
+                ),
+                Option(
+                    "rounds",
+                    "int",
+                    1,
+                    "rounds in all: 1 is opening arguments only, each extra one a rebuttal",
+                    minimum=1,
+                ),
+                Option(
+                    "positions",
+                    "list",
+                    [],
+                    "the stance each debater argues (default: built-in distinct stances)",
+                ),
+                Option(
+                    "on_branch_error",
+                    "str",
+                    "continue",
+                    "a failed debater is named to the judge as missing (continue) "
+                    "or stops the run (fail)",
+                    choices=("fail", "continue"),
+                ),
+            ),
+        ),
+        GraphEntry(
+            "perspectives",
+            "technical, business, security and UX experts analyse in parallel; "
+            "a chief architect synthesizes",
+            "plait.graphs.perspectives:create_perspectives_graph",
+            (
+                Option(
+                    "perspectives",
+                    "list",
+                    ["technical", "business", "security", "ux"],
+                    "the perspectives, one expert each",
+                ),
+                Option(
+                    "branch_timeout",
+                    "float",
+                    0.0,
+                    "seconds each expert may take before it is left out (0: no limit)",
+                    minimum=0,
+                ),
+                Option(
+                    "on_branch_error",
+                    "str",
+                    "continue",
+                    "a failed or late expert is named as missing (continue) "
+                    "or stops the run (fail)",
+                    choices=("fail", "continue"),
+                ),
+            ),
+        ),
+        GraphEntry(
+            "consensus",
+            "voters vote in parallel; the tally is re-voted until consensus or the last round",
+            "plait.graphs.consensus:create_consensus_graph",
+            (
+                Option("voters", "int", 3, "number of voters", minimum=2),
+                Option(
+                    "method",
+                    "str",
+                    "majority",
+                    "count votes against the quorum (majority) "
+                    "or weigh them by confidence against the threshold (weighted)",
+                    choices=("majority", "weighted"),
+                ),
+                Option(
+                    "quorum",
+                    "int",
+                    0,
+                    "votes the leader needs under majority (0: more than half the voters)",
+                    minimum=0,
+                ),
+                Option(
+                    "threshold",
+                    "float",
+                    0.6,
+                    "share of the total confidence the leader needs under weighted (0 to 1)",
+                    minimum=0,
+                ),
+                Option(
+                    "rounds",
+                    "int",
+                    2,
+                    "re-vote rounds after the first vote while there is no consensus",
+                    minimum=0,
+                ),
+            ),
+        ),
+        GraphEntry(
+            "dag",
+            "subtasks with dependencies run in waves, each sent only its dependencies' outputs",
+            "plait.graphs.dag:create_dag_graph",
+            (
+                Option("min_subtasks", "int", 3, "fewest subtasks the plan may have", minimum=1),
+                Option("max_subtasks", "int", 7, "most subtasks the plan may have", minimum=1),
+                Option("roster", "list", _ROSTER.split(","), "worker roles the planner may assign"),
+                Option(
+                    "failure_policy",
+                    "str",
+                    "fail_fast",
+                    "a failed subtask stops the run (fail_fast), or is recorded and its "
+                    "dependants skipped (continue)",
+                    choices=("fail_fast", "continue"),
+                ),
+                Option(
+                    "plan_attempts",
+                    "int",
+                    3,
+                    "planner calls to get a plan without unknown dependencies or cycles",
+                    minimum=1,
+                ),
+            ),
+        ),
+        GraphEntry(
+            "map-reduce",
+            "one mapper per item (lines, JSON array or document chunks), then reduce in levels",
+            "plait.graphs.map_reduce:create_map_reduce_graph",
+            (
+                Option(
+                    "mode",
+                    "str",
+                    "auto",
+                    "how --input becomes items: auto (a JSON array, else lines), lines, json, "
+                    "or document (chunks)",
+                    choices=("auto", "lines", "json", "document"),
+                ),
+                Option("chunk_size", "int", 4000, "most characters in a document chunk", minimum=1),
+                Option(
+                    "reduce_chars",
+                    "int",
+                    12000,
+                    "most characters of outputs per reducer call; more are reduced in levels",
+                    minimum=1,
+                ),
             ),
         ),
     )

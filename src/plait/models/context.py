@@ -1,10 +1,17 @@
-"""The run context: which model serves which role. Passed at invoke time, never checkpointed."""
+"""The run context: which model serves which role, and the run-wide fault and budget state.
+
+Passed at invoke time and never checkpointed. One context object serves every branch of a
+run, so the circuit breakers and the budget it holds are shared across a fan-out.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from plait.models.resilience import Budget, CallPolicy, CircuitBreaker
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -12,13 +19,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class PlaitContext:
-    """What a run needs that is not state: models (a spec string or a chat model object).
+    """What a run needs that is not state.
 
     Args:
         model: The default model for every role, e.g. ``"demo"``, ``"openai:gpt-4o-mini"``,
             or a LangChain chat model instance.
         model_for: Per-role overrides, keyed by role name (``"planner"``, ``"reviewer"``...).
         base_url: The OpenAI-compatible endpoint for ``openai:`` specs.
+        fallbacks: Models tried in order when a role's model keeps failing.
+        policy: Retries, backoff and the per-call timeout.
+        timeout_for: Per-role call timeouts in seconds, overriding ``policy.timeout``.
+        budget: Token, cost and call limits for the whole thread.
+        breaker: The template for each endpoint's circuit breaker (threshold, cooldown).
 
     Example:
         ``await graph.ainvoke({"task": "..."}, context=PlaitContext(model="demo"))``
@@ -27,12 +39,57 @@ class PlaitContext:
     model: str | BaseChatModel = "demo"
     model_for: Mapping[str, str | BaseChatModel] = field(default_factory=dict)
     base_url: str | None = None
+    fallbacks: Sequence[str | BaseChatModel] = ()
+    policy: CallPolicy = field(default_factory=CallPolicy)
+    timeout_for: Mapping[str, float] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    _breakers: dict[int, CircuitBreaker] = field(default_factory=dict, repr=False)
+    _in_flight: int = field(default=0, repr=False)
+    _settled: Any = field(default=None, repr=False)
 
     def model_for_role(self, role: str) -> BaseChatModel:
         """The chat model that serves ``role``."""
+        return self._load(self.model_for.get(role, self.model))
+
+    def candidates(self, role: str) -> list[BaseChatModel]:
+        """The role's model, then each fallback, in the order they are tried."""
+        return [self.model_for_role(role), *(self._load(f) for f in self.fallbacks)]
+
+    def policy_for(self, role: str) -> CallPolicy:
+        if role in self.timeout_for:
+            return CallPolicy(self.policy.attempts, self.policy.backoff,
+                              self.policy.max_backoff, self.timeout_for[role])
+        return self.policy
+
+    def breaker_for(self, model: BaseChatModel) -> CircuitBreaker:
+        """The breaker of one endpoint (one model client), shared by all branches."""
+        key = id(model)
+        if key not in self._breakers:
+            self._breakers[key] = CircuitBreaker(self.breaker.threshold, self.breaker.cooldown)
+        return self._breakers[key]
+
+    def call_started(self) -> None:
+        self._in_flight += 1
+
+    def call_ended(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._settled is not None:
+            self._settled.set()
+
+    async def settle(self) -> None:
+        """Wait until no other model call of this run is in flight.
+
+        A branch that is about to fail the run waits here first: LangGraph cancels the
+        superstep's other tasks when one raises, and a call cancelled in flight is paid for
+        but lost. Once they finish, their outputs are checkpointed and resume skips them.
+        """
+        while self._in_flight > 0:
+            if self._settled is None or self._settled.is_set():
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+
+    def _load(self, choice: str | BaseChatModel) -> BaseChatModel:
         from plait.models.spec import load_chat_model
 
-        choice = self.model_for.get(role, self.model)
-        if isinstance(choice, str):
-            return load_chat_model(choice, base_url=self.base_url)
-        return choice
+        return load_chat_model(choice, base_url=self.base_url) if isinstance(choice, str) else choice

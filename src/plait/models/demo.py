@@ -111,8 +111,24 @@ class _Filler:
         if kind == "boolean":
             return REVISED in self.prompt if name == "approved" else True
         if kind in ("number", "integer"):
-            value = 0.8 if name == "confidence" or schema.get("maximum") == 1 else 1
-            return int(value) if kind == "integer" else value
+            return _number(schema, name, integer=kind == "integer")
         if name == "id":
             return f"s{i + 1}"
-        return f"{MARKER} canned {name or 'value'} from the {self.role}"
+        text = f"{MARKER} canned {name or 'value'} from the {self.role}"
+        text = text.ljust(schema.get("minLength", 0), ".")
+        return text[: schema["maxLength"]] if "maxLength" in schema else text
+
+
+def _number(schema: dict[str, Any], name: str, *, integer: bool) -> float | int:
+    # 0.8 for confidences and scores, else 1; moved inside the schema's bounds when needed.
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    value: float = 0.8 if name == "confidence" or high == 1 else 1
+    if (low is not None and value <= low) or (high is not None and value >= high):
+        if low is not None and high is not None:
+            value = (low + high) / 2
+        elif low is not None:
+            value = low + 1
+        else:
+            value = high - 1
+    return math.ceil(value) if integer else value

@@ -16,9 +16,10 @@ SPEC_FORMS = (
     "(any provider init_chat_model knows)"
 )
 OPENAI_DEFAULT = "openai:gpt-4o-mini"
-# The OpenAI client retries 429/5xx/connection errors itself, honouring Retry-After.
-MAX_RETRIES = 2
-TIMEOUT_SECONDS = 120.0
+# plait retries and times out calls itself (plait.models.resilience), so the client must
+# not retry too; its own timeout is only a backstop for calls made outside plait.
+MAX_RETRIES = 0
+TIMEOUT_SECONDS = 600.0
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

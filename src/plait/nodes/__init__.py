@@ -1,6 +1,6 @@
 """Agent nodes and the helpers that build them: asking for text, asking for structure."""
 
-from plait.nodes.agent import Reply, agent_node, ask, ask_for, resolve_model, user_prompt
+from plait.nodes.agent import Reply, agent_node, ask, ask_for, run_context, user_prompt
 from plait.nodes.structured import extract_json, parse_reply
 
 __all__ = (
@@ -10,6 +10,6 @@ __all__ = (
     "ask_for",
     "extract_json",
     "parse_reply",
-    "resolve_model",
+    "run_context",
     "user_prompt",
 )

@@ -6,19 +6,17 @@ into state. ``agent_node`` makes a whole graph node from role instructions, for 
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from plait.errors import ModelCallError, PlaitError, StructuredOutputError
+from plait.errors import StructuredOutputError
 from plait.models.context import PlaitContext
+from plait.nodes.calls import call_model, text_of
 from plait.nodes.structured import parse_reply, schema_instructions
 from plait.state.log import envelope
 from plait.state.usage import AgentUsage, add_usage
@@ -37,14 +35,14 @@ class Reply(Generic[T]):
     usage: dict[str, AgentUsage]
 
 
-def resolve_model(runtime: Runtime[PlaitContext] | None, role: str) -> BaseChatModel:
-    """The chat model serving ``role`` in this run (the default context when none is given)."""
+def run_context(runtime: Runtime[PlaitContext] | None) -> PlaitContext:
+    """The run's context; a default one (the default model) when the graph got none."""
     context = runtime.context if runtime is not None and runtime.context else None
     if context is None:
         from plait.models.spec import default_model_spec
 
         context = PlaitContext(model=default_model_spec()[0])
-    return context.model_for_role(role)
+    return context
 
 
 def user_prompt(task: str, **sections: str) -> str:
@@ -71,10 +69,9 @@ async def ask(
         prompt: The user message (see ``user_prompt``).
         agent: The name usage is recorded under; defaults to ``role``.
     """
-    model = resolve_model(runtime, role)
     messages = [SystemMessage(instructions), HumanMessage(prompt)]
-    reply, usage = await _invoke(model, messages, role, agent or role)
-    return Reply(_text(reply), usage)
+    reply, usage = await call_model(run_context(runtime), role, agent or role, messages)
+    return Reply(text_of(reply), usage)
 
 
 async def ask_for(
@@ -98,7 +95,7 @@ async def ask_for(
             and what was expected.
     """
     name = agent or role
-    model = _json_mode(resolve_model(runtime, role))
+    context = run_context(runtime)
     messages: list[BaseMessage] = [
         SystemMessage(instructions),
         HumanMessage(prompt + schema_instructions(schema)),
@@ -106,9 +103,9 @@ async def ask_for(
     usage: dict[str, AgentUsage] = {}
     problem, text = "", ""
     for _ in range(attempts):
-        reply, spent = await _invoke(model, messages, role, name)
+        reply, spent = await call_model(context, role, name, messages, json_mode=True)
         usage = add_usage(usage, spent)
-        text = _text(reply)
+        text = text_of(reply)
         try:
             return Reply(parse_reply(text, schema), usage)
         except ValueError as exc:
@@ -157,69 +154,3 @@ def agent_node(
 
     node.__name__ = name
     return node
-
-
-def _json_mode(model: BaseChatModel) -> BaseChatModel:
-    # OpenAI-compatible servers accept JSON mode widely; strict json_schema mode rejects many
-    # pydantic schemas and is patchy on local servers, so plait validates the JSON itself.
-    if type(model).__name__ == "ChatOpenAI":
-        return model.bind(response_format={"type": "json_object"})  # type: ignore[return-value]
-    return model
-
-
-async def _invoke(
-    model: Any, messages: list[BaseMessage], role: str, agent: str
-) -> tuple[AIMessage, dict[str, AgentUsage]]:
-    started = time.perf_counter()
-    try:
-        reply = await model.ainvoke(messages, config={"metadata": {"plait_role": role}})
-    except PlaitError:
-        raise
-    except Exception as exc:
-        raise ModelCallError(_describe_failure(exc, role)) from exc
-    meta = reply.usage_metadata or {}
-    model_name = (reply.response_metadata or {}).get("model_name") or type(model).__name__
-    usage = AgentUsage(
-        calls=1,
-        input_tokens=meta.get("input_tokens", 0),
-        output_tokens=meta.get("output_tokens", 0),
-        seconds=round(time.perf_counter() - started, 4),
-        cost=0.0,
-        models={model_name: 1},
-    )
-    return reply, {agent: usage}
-
-
-def _describe_failure(exc: Exception, role: str) -> str:
-    # langchain-core's provider-neutral errors (which the OpenAI integration raises) say what
-    # happened; the HTTP status, where there is one, says the rest.
-    from langchain_core import exceptions as lc
-
-    status = getattr(exc, "status_code", None)
-    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    if isinstance(exc, lc.ModelTimeoutError):
-        why = "the model endpoint did not answer in time"
-    elif isinstance(exc, lc.ModelConnectionError):
-        why = f"cannot reach the model endpoint: {detail}"
-    elif status == 401 or isinstance(exc, lc.ModelAuthenticationError):
-        why = "the endpoint rejected the API key (HTTP 401)"
-    elif status == 404 or isinstance(exc, lc.ModelNotFoundError):
-        why = f"the endpoint does not know the model (HTTP 404): {detail}"
-    elif status == 429 or isinstance(exc, lc.ModelRateLimitError):
-        why = "rate limited (HTTP 429), still after the client's retries"
-    elif status is not None and status >= 500:
-        why = f"the endpoint failed (HTTP {status}), still after the client's retries"
-    elif status is not None:
-        why = f"the endpoint refused the request (HTTP {status}): {detail}"
-    elif isinstance(exc, json.JSONDecodeError):
-        why = f"the endpoint answered with a body that is not JSON ({detail})"
-    else:
-        why = f"{type(exc).__name__}: {detail}"
-    return f"model call for {role!r} failed: {why}"
-
-
-def _text(message: AIMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)

@@ -1,0 +1,419 @@
+"""DAG: plan subtasks with dependencies -> run them in waves -> synthesize.
+
+The planner returns subtasks, each with the ids it ``depends_on``. A plan with duplicate ids,
+unknown or self dependencies, or a cycle goes back to the planner with the exact problem. Then a
+scheduler loop: every subtask whose dependencies are done is sent (with ``Send``) to a worker,
+with only those dependencies' outputs, and control returns to the scheduler until nothing is
+ready. Outputs merge by subtask id, so a resumed run re-runs only unfinished subtasks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from typing import Annotated, get_args
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from pydantic import BaseModel, Field, create_model
+from typing_extensions import TypedDict
+
+from plait.errors import GraphSetupError, PlaitError, StructuredOutputError
+from plait.graphs.orchestrator import DEFAULT_ROSTER, Subtask, plan_schema
+from plait.models.context import PlaitContext
+from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.prompts import role_prompt
+from plait.state.common import CommonState, merge_by_key
+from plait.state.log import envelope
+from plait.state.usage import add_usage
+
+FAILURE_POLICIES = ("fail_fast", "continue")
+
+PROMPTS = {
+    "planner": "You are the planner. Break the task into subtasks, give each a role from the "
+    "roster, and list in depends_on the ids of the subtasks whose outputs it needs. A subtask "
+    "starts only when its dependencies are done and sees only their outputs, so keep "
+    "independent work independent: it runs in parallel.",
+    "synthesizer": "You are the synthesizer. Combine the subtask results into one answer to the "
+    "task. If a subtask failed or was skipped, say what is missing.",
+}
+
+
+class DagSubtask(Subtask):
+    depends_on: list[str]
+
+
+class DagState(CommonState, total=False):
+    subtasks: list[DagSubtask]
+    waves: list[list[str]]  # the plan's waves, as validated
+    outputs: Annotated[dict[str, str], merge_by_key]
+    ready: list[str]  # the subtasks the scheduler is sending now
+    wave: int  # waves started
+    skipped: dict[str, str]  # subtask id -> why it cannot run
+    stop_reason: str
+
+
+class DagWorkerInput(TypedDict):
+    """What ``Send`` carries to one worker: its subtask and its dependencies' outputs only."""
+
+    task: str
+    subtask: DagSubtask
+    dependency_outputs: str
+
+
+# Pure plan checks. Subtasks are dicts with "id" and "depends_on".
+
+
+def duplicate_ids(subtasks: Sequence[Mapping]) -> list[str]:
+    """Ids used by more than one subtask, in plan order."""
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for sub in subtasks:
+        if sub["id"] in seen and sub["id"] not in duplicates:
+            duplicates.append(sub["id"])
+        seen.add(sub["id"])
+    return duplicates
+
+
+def unknown_dependencies(subtasks: Sequence[Mapping]) -> dict[str, list[str]]:
+    """For each subtask that names ids no subtask has, those ids."""
+    ids = {sub["id"] for sub in subtasks}
+    unknown = {sub["id"]: [d for d in sub["depends_on"] if d not in ids] for sub in subtasks}
+    return {sid: deps for sid, deps in unknown.items() if deps}
+
+
+def self_dependencies(subtasks: Sequence[Mapping]) -> list[str]:
+    """Ids of subtasks that depend on themselves."""
+    return [sub["id"] for sub in subtasks if sub["id"] in sub["depends_on"]]
+
+
+def find_cycle(subtasks: Sequence[Mapping]) -> list[str] | None:
+    """One dependency cycle as a path that ends where it starts, or None.
+
+    ``["s1", "s3", "s1"]`` means s1 depends on s3, which depends on s1. Self and unknown
+    dependencies are left out: ``plan_problems`` reports them on their own.
+    """
+    deps = {sub["id"]: [d for d in sub["depends_on"] if d != sub["id"]] for sub in subtasks}
+    finished: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        for dep in deps[node]:
+            if dep in path:
+                return [*path[path.index(dep) :], dep]
+            if dep in deps and dep not in finished and (cycle := visit(dep)):
+                return cycle
+        path.pop()
+        finished.add(node)
+        return None
+
+    for node in deps:
+        if node not in finished and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def plan_problems(subtasks: Sequence[Mapping]) -> list[str]:
+    """Everything that stops a plan from running, each worded to send back to the planner."""
+    problems = []
+    if any(not sub["id"] for sub in subtasks):
+        problems.append("every subtask needs a non-empty id")
+    if duplicates := duplicate_ids(subtasks):
+        problems.append(f"subtask ids must be unique; used more than once: {', '.join(duplicates)}")
+    for sid, deps in unknown_dependencies(subtasks).items():
+        problems.append(
+            f"subtask {sid} depends on unknown id(s) {', '.join(deps)}; "
+            f"valid ids: {', '.join(sub['id'] for sub in subtasks)}"
+        )
+    for sid in self_dependencies(subtasks):
+        problems.append(f"subtask {sid} depends on itself")
+    if cycle := find_cycle(subtasks):
+        problems.append(
+            f"dependency cycle {' -> '.join(cycle)} (each depends on the next); "
+            "remove one of these dependencies"
+        )
+    return problems
+
+
+def ready_subtasks(
+    subtasks: Sequence[Mapping], done: Collection[str], excluded: Collection[str] = ()
+) -> list[str]:
+    """Ids, in plan order, of the subtasks not done or excluded whose dependencies are all done."""
+    return [
+        sub["id"]
+        for sub in subtasks
+        if sub["id"] not in done
+        and sub["id"] not in excluded
+        and all(dep in done for dep in sub["depends_on"])
+    ]
+
+
+def compute_waves(subtasks: Sequence[Mapping]) -> list[list[str]]:
+    """The waves a valid plan runs in: each wave is every subtask whose dependencies ran before.
+
+    Raises:
+        ValueError: some subtasks can never start (a cycle or an unknown dependency).
+    """
+    done: list[str] = []
+    waves = []
+    while len(done) < len(subtasks):
+        wave = ready_subtasks(subtasks, done)
+        if not wave:
+            stuck = [sub["id"] for sub in subtasks if sub["id"] not in done]
+            raise ValueError(f"subtasks {', '.join(stuck)} can never start")
+        waves.append(wave)
+        done += wave
+    return waves
+
+
+def skipped_after_failures(subtasks: Sequence[Mapping], failed: Collection[str]) -> dict[str, str]:
+    """Subtasks that cannot run because a dependency failed or was itself skipped, with why."""
+    skipped: dict[str, str] = {}
+    changed = True
+    while changed:  # to a fixed point, so skips pass down chains in any plan order
+        changed = False
+        for sub in subtasks:
+            if sub["id"] in failed or sub["id"] in skipped:
+                continue
+            blocker = next((d for d in sub["depends_on"] if d in failed or d in skipped), None)
+            if blocker is not None:
+                how = "failed" if blocker in failed else "was skipped"
+                skipped[sub["id"]] = f"its dependency {blocker} {how}"
+                changed = True
+    return skipped
+
+
+def dag_plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int) -> type[BaseModel]:
+    """The orchestrator's plan schema, each subtask also listing the ids it depends on."""
+    plan = plan_schema(roster, min_subtasks, max_subtasks)
+    step = get_args(plan.model_fields["subtasks"].annotation)[0]
+    dag_step = create_model(
+        "PlannedDagSubtask",
+        __base__=step,
+        depends_on=(
+            list[str],
+            Field(default_factory=list, description="ids of the subtasks whose outputs it needs"),
+        ),
+    )
+    return create_model(
+        "DagPlan",
+        subtasks=(list[dag_step], Field(min_length=min_subtasks, max_length=max_subtasks)),  # type: ignore[valid-type]
+    )
+
+
+def create_dag_graph(
+    *,
+    roster: Sequence[str] = DEFAULT_ROSTER,
+    min_subtasks: int = 3,
+    max_subtasks: int = 7,
+    failure_policy: str = "fail_fast",
+    plan_attempts: int = 3,
+    prompts: Mapping[str, str] | None = None,
+) -> StateGraph:
+    """Build the task-decomposition graph: plan with dependencies, run in waves, synthesize.
+
+    Args:
+        roster: Worker roles the planner may assign.
+        min_subtasks: Fewest subtasks a plan may have.
+        max_subtasks: Most subtasks a plan may have.
+        failure_policy: ``fail_fast`` stops the run when a subtask fails (resume re-runs only
+            unfinished subtasks); ``continue`` records the failure in ``errors``, skips the
+            subtasks that depend on it (directly or not), records them in ``skipped`` and
+            runs the rest.
+        plan_attempts: Planner calls to get a plan without unknown or self dependencies and
+            cycles; after the last, the run fails with an error naming the problem.
+        prompts: Role instructions to override, keyed by role (planner, synthesizer, and the
+            roster's roles).
+
+    Example:
+        ``app = create_dag_graph(failure_policy="continue").compile(checkpointer=saver)``
+    """
+    roster = tuple(roster)
+    if not roster:
+        raise GraphSetupError("roster must name at least one worker role")
+    if not 1 <= min_subtasks <= max_subtasks:
+        raise GraphSetupError(
+            f"need 1 <= min_subtasks <= max_subtasks, got {min_subtasks} and {max_subtasks}"
+        )
+    if failure_policy not in FAILURE_POLICIES:
+        raise GraphSetupError(
+            f"invalid failure_policy {failure_policy!r}; choose one of {FAILURE_POLICIES}"
+        )
+    if plan_attempts < 1:
+        raise GraphSetupError(f"plan_attempts must be at least 1, got {plan_attempts}")
+    prompts = {**PROMPTS, **(prompts or {})}
+    schema = dag_plan_schema(roster, min_subtasks, max_subtasks)
+    plan_rules = (
+        f"Use between {min_subtasks} and {max_subtasks} subtasks with short unique "
+        f"ids (s1, s2, ...). Roster (valid roles): {', '.join(roster)}. depends_on "
+        "lists ids from this plan; no subtask may depend on itself or on a cycle."
+    )
+
+    async def planner(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
+        usage: dict = {}
+        prompt = user_prompt(state["task"], rules=plan_rules)
+        for _ in range(plan_attempts):
+            reply = await ask_for(
+                runtime, "planner", role_prompt("planner", prompts), prompt, schema
+            )
+            usage = add_usage(usage, reply.usage)
+            subtasks = [_as_subtask(step) for step in reply.value.subtasks]
+            problems = plan_problems(subtasks)
+            if not problems:
+                break
+            prompt = user_prompt(
+                state["task"],
+                rules=plan_rules,
+                your_previous_plan=json.dumps(subtasks),
+                problems_to_fix="\n".join(f"- {p}" for p in problems),
+            )
+        else:
+            raise StructuredOutputError(
+                "planner", json.dumps(subtasks), "dependency plan", "; ".join(problems)
+            )
+        return {
+            "subtasks": subtasks,
+            "waves": compute_waves(subtasks),
+            "usage": usage,
+            "log": [
+                envelope("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
+                for s in subtasks
+            ],
+        }
+
+    def scheduler(state: DagState) -> dict:
+        subtasks = state["subtasks"]
+        done = set(state.get("outputs", {}))
+        failed = {s["id"] for s in subtasks if s["id"] in state.get("errors", {})}
+        skipped = skipped_after_failures(subtasks, failed)
+        ready = ready_subtasks(subtasks, done, failed | set(skipped))
+        update: dict = {"ready": ready, "skipped": skipped}
+        if ready:
+            update["wave"] = state.get("wave", 0) + 1
+        else:
+            update["stop_reason"] = _stop_reason(
+                len(subtasks), len(done), state.get("wave", 0), failed, skipped
+            )
+        return update
+
+    def dispatch(state: DagState) -> list[Send] | str:
+        if not state["ready"]:
+            return "synthesizer"
+        by_id = {s["id"]: s for s in state["subtasks"]}
+        outputs = state.get("outputs", {})
+        return [
+            Send(
+                "worker",
+                DagWorkerInput(
+                    task=state["task"],
+                    subtask=by_id[sid],
+                    dependency_outputs=_dependency_text(by_id[sid], by_id, outputs),
+                ),
+            )
+            for sid in state["ready"]
+        ]
+
+    async def worker(payload: DagWorkerInput, runtime: Runtime[PlaitContext]) -> dict:
+        sub = payload["subtask"]
+        sections = {"your_subtask": sub["description"]}
+        if payload["dependency_outputs"]:
+            sections["outputs_of_its_dependencies"] = payload["dependency_outputs"]
+        try:
+            reply = await ask(
+                runtime,
+                sub["role"],
+                role_prompt(sub["role"], prompts),
+                user_prompt(payload["task"], **sections),
+            )
+        except PlaitError as exc:
+            if failure_policy == "fail_fast":
+                raise
+            return {
+                "errors": {sub["id"]: str(exc)},
+                "log": [
+                    envelope(
+                        sub["role"], "scheduler", "failure", str(exc), correlation_id=sub["id"]
+                    )
+                ],
+            }
+        return {
+            "outputs": {sub["id"]: reply.value},
+            "usage": reply.usage,
+            "log": [
+                envelope(sub["role"], "scheduler", "result", reply.value, correlation_id=sub["id"])
+            ],
+        }
+
+    async def synthesizer(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
+        outputs, errors = state.get("outputs", {}), state.get("errors", {})
+        skipped = state.get("skipped", {})
+
+        def report(sub: DagSubtask) -> str:
+            if sub["id"] in outputs:
+                return outputs[sub["id"]]
+            if sub["id"] in skipped:
+                return f"SKIPPED: {skipped[sub['id']]}"
+            return f"FAILED: {errors.get(sub['id'], '?')}"
+
+        results = "\n\n".join(
+            f"[{s['id']} · {s['role']}] {s['description']}\n{report(s)}" for s in state["subtasks"]
+        )
+        reply = await ask(
+            runtime,
+            "synthesizer",
+            role_prompt("synthesizer", prompts),
+            user_prompt(state["task"], subtask_results=results),
+        )
+        missing = [f"{s['id']} {report(s)}" for s in state["subtasks"] if s["id"] not in outputs]
+        note = "\n\nNot done: " + "; ".join(missing) if missing else ""
+        return {
+            "result": reply.value + note,
+            "usage": reply.usage,
+            "log": [envelope("synthesizer", "user", "result", reply.value)],
+        }
+
+    builder = StateGraph(DagState, context_schema=PlaitContext)
+    builder.add_node("planner", planner)
+    builder.add_node("scheduler", scheduler)
+    builder.add_node("worker", worker, input_schema=DagWorkerInput)
+    builder.add_node("synthesizer", synthesizer)
+    builder.add_edge(START, "planner")
+    builder.add_edge("planner", "scheduler")
+    builder.add_conditional_edges("scheduler", dispatch, ["worker", "synthesizer"])
+    builder.add_edge("worker", "scheduler")
+    builder.add_edge("synthesizer", END)
+    return builder
+
+
+def _as_subtask(step: BaseModel) -> DagSubtask:
+    # Ids are compared as written, so stray spaces or repeats must not make a plan invalid.
+    deps = [d.strip() for d in step.depends_on if d.strip()]  # type: ignore[attr-defined]
+    return DagSubtask(
+        id=step.id.strip(),
+        role=step.role,  # type: ignore[attr-defined]
+        description=step.description,  # type: ignore[attr-defined]
+        depends_on=list(dict.fromkeys(deps)),
+    )
+
+
+def _dependency_text(
+    sub: DagSubtask, by_id: Mapping[str, DagSubtask], outputs: Mapping[str, str]
+) -> str:
+    sections = []
+    for dep in sub["depends_on"]:
+        source = by_id[dep]
+        sections.append(f"[{dep} · {source['role']}] {source['description']}\n{outputs[dep]}")
+    return "\n\n".join(sections)
+
+
+def _stop_reason(
+    total: int, done: int, waves: int, failed: Collection[str], skipped: Mapping[str, str]
+) -> str:
+    reason = f"{done} of {total} subtasks done in {waves} wave(s)"
+    if failed:
+        reason += f"; failed: {', '.join(sorted(failed))}"
+    if skipped:
+        reason += "; skipped: " + ", ".join(f"{sid} ({why})" for sid, why in skipped.items())
+    return reason

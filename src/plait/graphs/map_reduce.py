@@ -1,0 +1,324 @@
+"""Map-reduce: split the input into items -> one mapper per item, in parallel -> reduce.
+
+Items come from the run's ``input`` (``plait run map-reduce TASK --input FILE``): a JSON array,
+non-empty lines, or chunks of a document; with no input, the task text is the document. Each
+mapper is sent (with ``Send``) only its own item. When the mapped outputs would not fit one
+reducer call (``reduce_chars``), they are reduced in levels: batches that fit are reduced in
+parallel, then their outputs, until one batch remains; ``levels`` records how many it took.
+An item whose mapper fails is recorded in ``errors``; the final reducer is told which items are
+missing and the result lists them. Items are numbered from 1, and every output merges by its
+key (item number, or ``level.batch``), so a resumed run re-runs only what had not finished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Annotated
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from typing_extensions import TypedDict
+
+from plait.errors import GraphSetupError, PlaitError, UsageError
+from plait.models.context import PlaitContext
+from plait.nodes.agent import ask, user_prompt
+from plait.nodes.prompts import role_prompt
+from plait.state.common import CommonState, merge_by_key
+from plait.state.log import envelope
+
+MODES = ("auto", "lines", "json", "document")
+# With no --input the task text is the document, so the agents need an instruction of their own.
+DOCUMENT_INSTRUCTION = "Summarize the document: its main points, facts and conclusions."
+
+PROMPTS = {
+    "mapper": "You are the mapper. Do the task for the one item you are given, and only for "
+    "it. Be complete but concise: your output is combined with the other items' outputs.",
+    "reducer": "You are the reducer. Combine the outputs you are given into one. In a partial "
+    "step keep every finding and which item it came from, since another reducer combines your "
+    "output with others; in the final step write the answer to the task, and say which items "
+    "are missing if any are.",
+}
+
+
+class MapReduceState(CommonState, total=False):
+    instruction: str
+    items: list[str]
+    mapped: Annotated[dict[str, str], merge_by_key]  # item number -> mapper output
+    partials: Annotated[dict[str, str], merge_by_key]  # "level.batch" -> reducer output
+    reduce_plan: list[list[list[int]]]  # per level, its batches (indices into its inputs)
+    levels: int
+    missing: list[int]
+    stop_reason: str
+
+
+class MapInput(TypedDict):
+    """What ``Send`` carries to one mapper: its own item, not a copy of the state."""
+
+    instruction: str
+    number: int
+    count: int
+    item: str
+
+
+class ReduceInput(TypedDict):
+    """What ``Send`` carries to one reducer call: its batch of outputs."""
+
+    instruction: str
+    level: int
+    batch: int
+    batches: int
+    entries: list[str]
+    missing: str
+
+
+def split_document(text: str, chunk_size: int) -> list[str]:
+    """Cut ``text`` into chunks of at most ``chunk_size`` characters.
+
+    Cuts fall at paragraph breaks where possible, else at line breaks, else between words;
+    only a word longer than a chunk is cut inside.
+    """
+    chunks = _pack(text.strip(), chunk_size, ("\n\n", "\n", " "))
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+def _pack(text: str, size: int, separators: Sequence[str]) -> list[str]:
+    if len(text) <= size:
+        return [text]
+    if not separators:
+        return [text[i : i + size] for i in range(0, len(text), size)]
+    sep = separators[0]
+    pieces = [
+        piece
+        for part in text.split(sep)
+        if part.strip()
+        for piece in _pack(part, size, separators[1:])
+    ]
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        joined = f"{current}{sep}{piece}" if current else piece
+        if len(joined) <= size:
+            current = joined
+        else:
+            chunks.append(current)
+            current = piece
+    return [*chunks, current] if current else chunks
+
+
+def parse_items(text: str, mode: str, chunk_size: int) -> list[str]:
+    """The items in an input text.
+
+    ``json``: a JSON array (strings as they are, anything else as JSON text); ``lines``: the
+    non-empty lines; ``document``: chunks of ``chunk_size`` characters; ``auto``: a JSON array
+    if the text is one, else lines.
+
+    Raises:
+        UsageError: ``json`` mode and the text is not a JSON array.
+    """
+    if mode == "document":
+        return split_document(text, chunk_size)
+    if mode in ("json", "auto") and (mode == "json" or text.lstrip().startswith("[")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if mode == "json":
+                raise UsageError(f"the input is not valid JSON: {exc}") from None
+            data = None
+        if isinstance(data, list):
+            return [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in data]
+        if mode == "json":
+            raise UsageError(f"the input must be a JSON array, got a JSON {type(data).__name__}")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def plan_batches(sizes: Sequence[int], limit: int) -> list[list[int]]:
+    """Group consecutive texts (by index) into batches whose sizes add up to at most ``limit``.
+
+    A batch takes at least two texts while two remain, even past the limit, so every level has
+    fewer outputs than the one before and the reduction always ends.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for index, size in enumerate(sizes):
+        if len(current) >= 2 and used + size > limit:
+            batches.append(current)
+            current, used = [], 0
+        current.append(index)
+        used += size
+    return [*batches, current] if current else batches
+
+
+def create_map_reduce_graph(
+    *,
+    mode: str = "auto",
+    chunk_size: int = 4000,
+    reduce_chars: int = 12000,
+    prompts: Mapping[str, str] | None = None,
+) -> StateGraph:
+    """Build the map-reduce graph.
+
+    Args:
+        mode: How the ``input`` text becomes items: ``auto`` (a JSON array, else lines),
+            ``lines``, ``json`` or ``document`` (chunks). With no input the task is a document.
+        chunk_size: Most characters in one document chunk.
+        reduce_chars: Most characters of outputs one reducer call is sent; more are reduced
+            in levels.
+        prompts: Role instructions to override (mapper, reducer).
+
+    Example:
+        ``app = create_map_reduce_graph(mode="document", chunk_size=2000).compile()``
+    """
+    if mode not in MODES:
+        raise GraphSetupError(f"invalid mode {mode!r}; choose one of {MODES}")
+    if chunk_size < 1:
+        raise GraphSetupError(f"chunk_size must be at least 1, got {chunk_size}")
+    if reduce_chars < 1:
+        raise GraphSetupError(f"reduce_chars must be at least 1, got {reduce_chars}")
+    prompts = {**PROMPTS, **(prompts or {})}
+
+    def split(state: MapReduceState) -> dict:
+        if "input" in state:
+            instruction, items = state["task"], parse_items(state["input"], mode, chunk_size)
+        else:
+            instruction, items = DOCUMENT_INSTRUCTION, split_document(state["task"], chunk_size)
+        if not items:
+            raise UsageError(f"the input has no items to map (mode {mode})")
+        return {"instruction": instruction, "items": items}
+
+    def dispatch_items(state: MapReduceState) -> list[Send]:
+        count = len(state["items"])
+        return [
+            Send(
+                "mapper",
+                MapInput(instruction=state["instruction"], number=number, count=count, item=item),
+            )
+            for number, item in enumerate(state["items"], 1)
+        ]
+
+    async def mapper(payload: MapInput, runtime: Runtime[PlaitContext]) -> dict:
+        key = str(payload["number"])
+        item = f"(item {key} of {payload['count']})\n{payload['item']}"
+        try:
+            reply = await ask(
+                runtime,
+                "mapper",
+                role_prompt("mapper", prompts),
+                user_prompt(payload["instruction"], your_item=item),
+            )
+        except PlaitError as exc:
+            return {
+                "errors": {key: str(exc)},
+                "log": [envelope("mapper", "reducer", "failure", str(exc), correlation_id=key)],
+            }
+        return {
+            "mapped": {key: reply.value},
+            "usage": reply.usage,
+            "log": [envelope("mapper", "reducer", "result", reply.value, correlation_id=key)],
+        }
+
+    def collect(state: MapReduceState) -> dict:
+        plan = state.get("reduce_plan", [])
+        if plan and len(plan[-1]) == 1:
+            return {}  # the last level was a single batch: its output is the answer
+        entries = _level_inputs(state, len(plan))
+        if not entries:
+            raise PlaitError(
+                f"every item failed, so there is nothing to reduce; errors: {_failures(state)}"
+            )
+        batches = plan_batches([len(e) + 2 for e in entries], reduce_chars)
+        return {"reduce_plan": [*plan, batches], "levels": len(plan) + 1}
+
+    def dispatch_batches(state: MapReduceState) -> list[Send] | str:
+        plan, level = state["reduce_plan"], state["levels"]
+        if f"{level}.0" in state.get("partials", {}) and len(plan[-1]) == 1:
+            return "finish"
+        entries = _level_inputs(state, level - 1)
+        missing = "" if len(plan[-1]) > 1 else _failures(state)
+        return [
+            Send(
+                "reducer",
+                ReduceInput(
+                    instruction=state["instruction"],
+                    level=level,
+                    batch=b,
+                    batches=len(plan[-1]),
+                    missing=missing,
+                    entries=[entries[i] for i in batch],
+                ),
+            )
+            for b, batch in enumerate(plan[-1])
+        ]
+
+    async def reducer(payload: ReduceInput, runtime: Runtime[PlaitContext]) -> dict:
+        level, batch, batches = payload["level"], payload["batch"], payload["batches"]
+        step = (
+            f"final (level {level})"
+            if batches == 1
+            else f"partial (level {level}, batch {batch + 1} of {batches})"
+        )
+        sections = {"reduce_step": step, "outputs_to_combine": "\n\n".join(payload["entries"])}
+        if payload["missing"]:
+            sections["missing_items"] = payload["missing"]
+        reply = await ask(
+            runtime,
+            "reducer",
+            role_prompt("reducer", prompts),
+            user_prompt(payload["instruction"], **sections),
+        )
+        key = f"{level}.{batch}"
+        return {
+            "partials": {key: reply.value},
+            "usage": reply.usage,
+            "log": [
+                envelope(
+                    "reducer",
+                    "reducer" if batches > 1 else "user",
+                    "result",
+                    reply.value,
+                    correlation_id=key,
+                )
+            ],
+        }
+
+    def finish(state: MapReduceState) -> dict:
+        level, errors = state["levels"], state.get("errors", {})
+        missing = sorted(int(key) for key in errors)
+        note = f"\n\nMissing items (their mapper failed): {_failures(state)}" if missing else ""
+        mapped, total = len(state.get("mapped", {})), len(state["items"])
+        return {
+            "result": state["partials"][f"{level}.0"] + note,
+            "missing": missing,
+            "stop_reason": f"one output left: {mapped} of {total} item outputs "
+            f"reduced in {level} level(s)",
+        }
+
+    builder = StateGraph(MapReduceState, context_schema=PlaitContext)
+    builder.add_node("split", split)
+    builder.add_node("mapper", mapper, input_schema=MapInput)
+    builder.add_node("collect", collect)
+    builder.add_node("reducer", reducer, input_schema=ReduceInput)
+    builder.add_node("finish", finish)
+    builder.add_edge(START, "split")
+    builder.add_conditional_edges("split", dispatch_items, ["mapper"])
+    builder.add_edge("mapper", "collect")
+    builder.add_conditional_edges("collect", dispatch_batches, ["reducer", "finish"])
+    builder.add_edge("reducer", "collect")
+    builder.add_edge("finish", END)
+    return builder
+
+
+def _level_inputs(state: MapReduceState, level: int) -> list[str]:
+    # Level 0 is the mapped items; level k > 0 is the outputs of level k's reducer calls.
+    if level == 0:
+        mapped = state.get("mapped", {})
+        return [f"[item {key}]\n{mapped[key]}" for key in sorted(mapped, key=int)]
+    batches = len(state["reduce_plan"][level - 1])
+    return [f"[part {b + 1}]\n{state['partials'][f'{level}.{b}']}" for b in range(batches)]
+
+
+def _failures(state: MapReduceState) -> str:
+    errors = state.get("errors", {})
+    return "; ".join(f"item {key}: {errors[key]}" for key in sorted(errors, key=int))

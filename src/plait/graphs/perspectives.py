@@ -1,0 +1,185 @@
+"""Perspectives: specialists analyse the task in parallel, a chief architect synthesizes.
+
+Each expert is sent (with ``Send``) only the task and its own perspective. Analyses merge by
+perspective name, so an expert that re-runs on resume replaces its analysis. An expert that
+fails or runs past its ``branch_timeout`` is recorded in ``errors``; the synthesis goes ahead with the
+rest and names what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from typing_extensions import TypedDict
+
+from plait.errors import GraphSetupError, PlaitError
+from plait.graphs.debate import member_prompt
+from plait.graphs.orchestrator import BRANCH_ERROR_MODES
+from plait.models.context import PlaitContext
+from plait.nodes.agent import ask, user_prompt
+from plait.nodes.prompts import role_prompt
+from plait.state.common import CommonState, merge_by_key
+from plait.state.log import envelope
+
+DEFAULT_PERSPECTIVES = ("technical", "business", "security", "ux")
+
+PROMPTS = {
+    "technical_expert": "You are the technical_expert. Analyse the task as a senior engineer: "
+    "architecture, feasibility, performance, operability and maintenance. Give findings, risks "
+    "and a recommendation.",
+    "business_expert": "You are the business_expert. Analyse the task for the business: value, "
+    "cost, time to market, market fit and commercial risk. Give findings and a recommendation.",
+    "security_expert": "You are the security_expert. Analyse the task for security and privacy: "
+    "threats, attack surface, data protection and compliance. Give findings and mitigations.",
+    "ux_expert": "You are the ux_expert. Analyse the task for the people who will use the "
+    "result: their needs, usability and accessibility. Give findings and a recommendation.",
+    "expert": "You are the {role}. Analyse the task from your perspective only. Give findings, "
+    "risks and a recommendation.",
+    "chief_architect": "You are the chief_architect. Weigh the experts' analyses, resolve where "
+    "they conflict, and recommend one course of action with its trade-offs. Name any "
+    "perspective that is missing and what that leaves uncertain.",
+}
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class BranchTimeout(PlaitError, TimeoutError):
+    """An expert did not answer within its branch_timeout."""
+
+
+class PerspectivesState(CommonState, total=False):
+    analyses: Annotated[dict[str, str], merge_by_key]  # keyed by perspective
+
+
+class ExpertInput(TypedDict):
+    """What ``Send`` carries to one expert: the task and its perspective, not the state."""
+
+    task: str
+    perspective: str
+
+
+def create_perspectives_graph(
+    *,
+    perspectives: Sequence[str] = DEFAULT_PERSPECTIVES,
+    branch_timeout: float = 0,
+    on_branch_error: str = "continue",
+    prompts: Mapping[str, str] | None = None,
+) -> StateGraph:
+    """Build the parallel-specialists graph: one expert per perspective, then a synthesis.
+
+    Each perspective ``p`` is served by the role ``p_expert`` (``security_expert``); the
+    synthesis by ``chief_architect``.
+
+    Args:
+        perspectives: The perspectives to analyse from (lowercase names, e.g. ``legal``).
+        branch_timeout: Seconds an expert may take; one that takes longer is recorded as missing.
+            0 means no limit.
+        on_branch_error: ``continue`` records a failed or timed-out expert in ``errors`` and
+            the synthesis names it as missing; ``fail`` stops the run (resume re-runs only
+            that expert).
+        prompts: Role instructions to override, keyed by role (``expert`` for any expert
+            without its own text, ``security_expert``, ``chief_architect``...).
+
+    Returns:
+        The uncompiled builder.
+
+    Example:
+        ``app = create_perspectives_graph(perspectives=["technical", "legal"]).compile()``
+
+    """
+    chosen = [p.strip().lower() for p in perspectives]
+    if not chosen:
+        raise GraphSetupError(
+            f"perspectives must name at least one, e.g. {', '.join(DEFAULT_PERSPECTIVES)}"
+        )
+    for name in chosen:
+        if not _NAME.fullmatch(name):
+            raise GraphSetupError(
+                f"invalid perspective {name!r}: use lowercase letters, digits and _, "
+                f"e.g. {', '.join(DEFAULT_PERSPECTIVES)}"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise GraphSetupError(f"perspectives must be distinct, got {', '.join(chosen)}")
+    if branch_timeout < 0:
+        raise GraphSetupError(
+            f"branch_timeout must be 0 (no limit) or more seconds, got {branch_timeout:g}"
+        )
+    if on_branch_error not in BRANCH_ERROR_MODES:
+        raise GraphSetupError(
+            f"invalid on_branch_error {on_branch_error!r}; choose one of {BRANCH_ERROR_MODES}"
+        )
+    texts = {**PROMPTS, **(prompts or {})}
+
+    def dispatch(state: PerspectivesState) -> list[Send]:
+        return [
+            Send("expert", ExpertInput(task=state["task"], perspective=name)) for name in chosen
+        ]
+
+    async def expert(payload: ExpertInput, runtime: Runtime[PlaitContext]) -> dict:
+        name = payload["perspective"]
+        role = f"{name}_expert"
+        call = ask(
+            runtime,
+            role,
+            member_prompt(role, "expert", texts),
+            user_prompt(payload["task"], your_perspective=name),
+        )
+        try:
+            # wait_for bounds the model call alone, so a slow expert becomes a recorded gap;
+            # LangGraph's TimeoutPolicy would fail the whole node (and so the run) instead.
+            reply = await (asyncio.wait_for(call, branch_timeout) if branch_timeout else call)
+        except TimeoutError:
+            failure: PlaitError = BranchTimeout(f"{role} timed out after {branch_timeout:g}s")
+        except PlaitError as exc:
+            failure = exc
+        else:
+            return {
+                "analyses": {name: reply.value},
+                "usage": reply.usage,
+                "log": [envelope(role, "chief_architect", "analysis", reply.value)],
+            }
+        if on_branch_error == "fail":
+            raise failure
+        return {
+            "errors": {name: str(failure)},
+            "log": [envelope(role, "chief_architect", "failure", str(failure))],
+        }
+
+    async def synthesize(state: PerspectivesState, runtime: Runtime[PlaitContext]) -> dict:
+        analyses, errors = state.get("analyses", {}), state.get("errors", {})
+        missing = "\n".join(f"- {name}: {errors[name]}" for name in chosen if name in errors)
+        if not analyses:
+            return {"result": f"No recommendation: every perspective failed.\n{missing}"}
+        sections = {
+            "analyses": "\n\n".join(
+                f"[{name}]\n{analyses[name]}" for name in chosen if name in analyses
+            )
+        }
+        if missing:
+            sections["missing_perspectives"] = missing
+        reply = await ask(
+            runtime,
+            "chief_architect",
+            role_prompt("chief_architect", texts),
+            user_prompt(state["task"], **sections),
+        )
+        result = reply.value + (f"\n\nMissing perspectives:\n{missing}" if missing else "")
+        return {
+            "result": result,
+            "usage": reply.usage,
+            "log": [envelope("chief_architect", "user", "result", reply.value)],
+        }
+
+    builder = StateGraph(PerspectivesState, context_schema=PlaitContext)
+    builder.add_node("expert", expert, input_schema=ExpertInput)
+    builder.add_node("chief_architect", synthesize)
+    builder.add_conditional_edges(START, dispatch, ["expert"])
+    builder.add_edge("expert", "chief_architect")
+    builder.add_edge("chief_architect", END)
+    return builder
