@@ -69,7 +69,7 @@ async def call_model(
             breaker.succeeded()
             return reply, {agent: _usage(context, model, reply, started)}
     await context.settle()
-    raise ModelCallError(_describe_failure(failure, role, skipped))
+    raise ModelCallError(_describe_failure(failure, role, skipped)) from failure
 
 
 async def _check_budget(context: PlaitContext) -> None:
