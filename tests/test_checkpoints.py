@@ -26,6 +26,8 @@ PLAIT_THREADS = [
     ("tokens", "INTEGER", 1, "0", 0),
     ("created_at", "REAL", 1, None, 0),
     ("updated_at", "REAL", 1, None, 0),
+    ("owner", "TEXT", 0, None, 0),
+    ("input", "TEXT", 0, None, 0),
 ]
 
 

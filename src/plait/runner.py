@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from langgraph.types import Command
 
 from plait.checkpoints.sqlite import open_database
 from plait.errors import ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
 from plait.models.context import PlaitContext
 from plait.models.resilience import BudgetExceeded
+from plait.nodes.human import Decision
 from plait.settings import RunSettings, seed_budget
 from plait.state.usage import add_usage, total_tokens
 
@@ -28,6 +32,9 @@ from plait.state.usage import add_usage, total_tokens
 RECURSION_LIMIT = 10_000
 
 EventHandler = Callable[[str, dict[str, Any]], None]
+
+# Who runs a thread: two resumes of one thread must not both run it.
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -42,6 +49,7 @@ class Outcome:
     errors: dict[str, str]
     values: dict[str, Any]
     stop_reason: str | None = None
+    waiting: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The documented ``--json`` document (``values`` left out: it can be large)."""
@@ -102,11 +110,13 @@ async def run(
         context = settings.context()
     ref = _stable_reference(graph)
     async with open_database(db) as database:
-        app = build_graph(ref, settings.options, database.saver)
+        app = build_graph(ref, settings.options, database.saver,
+                          approve_before=settings.approve_before)
         thread_id = thread_id or uuid.uuid4().hex[:12]
         if await database.threads.get(thread_id):
             raise ThreadError(f"thread {thread_id!r} already exists; use `plait resume {thread_id}`")
-        await database.threads.create(thread_id, ref, task, asdict(settings))
+        await database.threads.create(thread_id, ref, task, asdict(settings), owner=OWNER,
+                                      input=input)
         start = {"task": task} if input is None else {"task": task, "input": input}
         return await _drive(app, database, thread_id, ref, start, context, settings, on_event)
 
@@ -116,17 +126,24 @@ async def resume(
     *,
     db: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,
+    decision: Decision | None = None,
     on_event: EventHandler | None = None,
     context: PlaitContext | None = None,
 ) -> Outcome:
     """Continue a thread from its last checkpoint with the settings it was started with.
 
-    ``overrides`` changes stored settings by name (``model``, ``model_for``, ``base_url``,
-    ``fallbacks``, ``max_tokens``, ``max_cost``, ``max_calls``) and is stored with them;
-    ``context`` supplies model objects, as for ``run``.
+    Args:
+        thread_id: The thread.
+        db: The database path.
+        overrides: Stored settings to change, by name (``model``, ``model_for``, ``base_url``,
+            ``fallbacks``, ``max_tokens``, ``max_cost``, ``max_calls``); stored with them.
+        decision: A person's answer, for a thread waiting for one.
+        on_event: Progress events, as for ``run``.
+        context: Model objects, as for ``run``.
 
     Raises:
-        ThreadError: unknown thread, or a thread that already finished.
+        ThreadError: unknown thread, a finished one, or one another process is running.
+        UsageError: a waiting thread without a decision, or a decision nobody asked for.
         RunFailed: as for ``run``.
     """
     async with open_database(db) as database:
@@ -135,20 +152,65 @@ async def resume(
             raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
         if record.status == "done":
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
+        if record.status == "running" and _alive(record.owner):
+            raise ThreadError(f"thread {thread_id!r} is being run by process {record.owner}; "
+                              "wait for it to stop, or stop it, then resume")
         settings = RunSettings.from_stored(record.settings).override(**(overrides or {}))
         if context is None:
             settings.check_models()
             context = settings.context()
-        app = build_graph(record.graph, settings.options, database.saver)
+        app = build_graph(record.graph, settings.options, database.saver,
+                          approve_before=settings.approve_before)
         snapshot = await app.aget_state(_config(thread_id, settings))
         if snapshot.values and not snapshot.next:
-            await database.threads.update(thread_id, status="done")
+            await database.threads.update(thread_id, status="done", owner=None)
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
-        # A thread killed before its first checkpoint starts again from its input.
-        start = None if snapshot.next else {"task": record.task}
-        await database.threads.update(thread_id, status="running", error=None, settings=asdict(settings))
+        start = _resume_input(record, snapshot, decision)
+        if not await database.threads.claim(record, OWNER):
+            raise ThreadError(f"thread {thread_id!r} was resumed by another process just now")
+        if isinstance(start, Decision):  # a rejection at an --approve-before pause
+            reason = f"rejected before {', '.join(snapshot.next)}: {start.feedback or 'no reason given'}"
+            await database.threads.update(thread_id, status="rejected", error=reason, owner=None)
+            return _outcome(thread_id, record.graph, "rejected", snapshot, reason)
+        await database.threads.update(thread_id, settings=asdict(settings))
         return await _drive(app, database, thread_id, record.graph, start, context, settings,
                             on_event, usage=snapshot.values.get("usage", {}))
+
+
+def _resume_input(record, snapshot, decision: Decision | None) -> Any:
+    """What to stream into the graph on resume: nothing, a person's answer, or the input."""
+    waiting = bool(snapshot.interrupts) or record.status in ("waiting", "rejected")
+    if waiting and decision is None:
+        raise UsageError(
+            f"thread {record.thread_id!r} is waiting for a person before "
+            f"{', '.join(snapshot.next)}: resume with --approve, --reject [--feedback TEXT] "
+            "or --answer TEXT"
+        )
+    if decision is not None and not waiting:
+        raise UsageError(f"thread {record.thread_id!r} is not waiting for a decision")
+    if snapshot.interrupts:
+        return Command(resume=decision.value())
+    if waiting:
+        return None if decision.approved is not False else decision
+    if snapshot.next:
+        return None
+    # Killed before its first checkpoint: start again from the input.
+    start = {"task": record.task}
+    return start if record.input is None else {**start, "input": record.input}
+
+
+def _alive(owner: str | None) -> bool:
+    # Only a process on this machine can be checked; another host's is taken as gone.
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _drive(app, database, thread_id, ref, start, context, settings, on_event, usage=None):
@@ -171,29 +233,38 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
                     emit("node", {"name": name, "phase": "end", "tokens": total_tokens(usage),
                                   "iteration": update.get("iteration")})
     except asyncio.CancelledError:
-        await database.threads.update(thread_id, status="interrupted")
+        await database.threads.update(thread_id, status="interrupted", owner=None)
         raise
     except BudgetExceeded as exc:
-        await database.threads.update(thread_id, status="budget", error=str(exc),
+        await database.threads.update(thread_id, status="budget", error=str(exc), owner=None,
                                       tokens=context.budget.tokens)
         raise BudgetStopped(thread_id, str(exc)) from exc
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
-        await database.threads.update(thread_id, status="failed", error=message)
+        await database.threads.update(thread_id, status="failed", error=message, owner=None)
         raise RunFailed(thread_id, message) from exc
     snapshot = await app.aget_state(config)
-    values = dict(snapshot.values)
     status = "waiting" if snapshot.next else "done"
-    await database.threads.update(thread_id, status=status, tokens=total_tokens(values.get("usage")))
+    await database.threads.update(thread_id, status=status, owner=None,
+                                  tokens=total_tokens(snapshot.values.get("usage")))
+    return _outcome(thread_id, ref, status, snapshot)
+
+
+def _outcome(thread_id: str, ref: str, status: str, snapshot: Any, error: str | None = None):
+    values = dict(snapshot.values)
+    waiting = None
+    if status == "waiting":
+        waiting = {"before": list(snapshot.next), "questions": [i.value for i in snapshot.interrupts]}
     return Outcome(
         thread_id=thread_id,
         graph=ref,
         status=status,
-        result=values.get("result"),
+        result=values.get("result") if error is None else None,
         usage=values.get("usage", {}),
         errors=values.get("errors", {}),
         values=values,
-        stop_reason=values.get("stop_reason"),
+        stop_reason=values.get("stop_reason") if error is None else error,
+        waiting=waiting,
     )
 
 
@@ -213,3 +284,43 @@ def _stable_reference(graph: str) -> str:
         if where.endswith(".py") and Path(where).is_file():
             return f"{Path(where).resolve()}:{attr}"
     return graph
+
+
+async def fork(
+    thread_id: str,
+    checkpoint_id: str,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    new_thread_id: str | None = None,
+    edits: dict[str, Any] | None = None,
+) -> str:
+    """Start a new thread from one of ``thread_id``'s checkpoints, optionally editing its state.
+
+    The original thread is left as it was. ``resume`` runs the new thread on from that point.
+
+    Returns:
+        The new thread's id.
+
+    Raises:
+        ThreadError: unknown thread or checkpoint, or a taken ``new_thread_id``.
+        UsageError: an edit names a key the graph's state does not have.
+    """
+    from plait.checkpoints.retention import fork_thread
+
+    async with open_database(db) as database:
+        record = await database.threads.get(thread_id)
+        if record is None:
+            raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
+        settings = RunSettings.from_stored(record.settings)
+        app = build_graph(record.graph, settings.options, database.saver)
+        keys = sorted(k for k in app.channels if not k.startswith(("__", "branch:")))
+        unknown = [k for k in (edits or {}) if k not in keys]
+        if unknown:
+            raise UsageError(f"the state has no key {unknown[0]!r}; keys: {', '.join(keys)}")
+        new_thread_id = new_thread_id or uuid.uuid4().hex[:12]
+        await fork_thread(database, record, checkpoint_id, new_thread_id)
+        if edits:
+            config = {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": "",
+                                       "checkpoint_id": checkpoint_id}}
+            await app.aupdate_state(config, edits)
+        return new_thread_id

@@ -30,9 +30,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX plait_threads_updated ON plait_threads (updated_at);
     """,
+    # owner: "host:pid" of the process running the thread, so two resumes cannot both run it;
+    # input: the --input text, so a thread killed before its first checkpoint can restart.
+    """
+    ALTER TABLE plait_threads ADD COLUMN owner TEXT;
+    ALTER TABLE plait_threads ADD COLUMN input TEXT;
+    """,
 )
 
-STATUSES = ("running", "done", "failed", "interrupted", "waiting", "budget")
+STATUSES = ("running", "done", "failed", "interrupted", "waiting", "budget", "rejected", "forked")
 
 
 @dataclass
@@ -48,12 +54,18 @@ class ThreadRecord:
     tokens: int
     created_at: float
     updated_at: float
+    owner: str | None = None
+    input: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        del data["input"]  # can be a whole document; `threads show` is about the run
+        return data
 
 
-_COLUMNS = "thread_id, graph, task, settings, status, error, tokens, created_at, updated_at"
+_COLUMNS = (
+    "thread_id, graph, task, settings, status, error, tokens, created_at, updated_at, owner, input"
+)
 
 
 def _record(row: tuple) -> ThreadRecord:
@@ -83,14 +95,39 @@ class ThreadIndex:
                 )
             await self.conn.commit()
 
-    async def create(self, thread_id: str, graph: str, task: str, settings: dict[str, Any]) -> None:
+    async def create(
+        self,
+        thread_id: str,
+        graph: str,
+        task: str,
+        settings: dict[str, Any],
+        *,
+        status: str = "running",
+        owner: str | None = None,
+        input: str | None = None,
+    ) -> None:
         now = time.time()
         async with self.lock:
             await self.conn.execute(
-                f"INSERT INTO plait_threads ({_COLUMNS}) VALUES (?, ?, ?, ?, 'running', NULL, 0, ?, ?)",
-                (thread_id, graph, task, json.dumps(settings), now, now),
+                f"INSERT INTO plait_threads ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?)",
+                (thread_id, graph, task, json.dumps(settings), status, now, now, owner, input),
             )
             await self.conn.commit()
+
+    async def claim(self, record: ThreadRecord, owner: str) -> bool:
+        """Mark ``record`` running under ``owner`` unless it changed since it was read.
+
+        A compare-and-swap on (status, owner): of two processes resuming one thread at once,
+        exactly one wins.
+        """
+        async with self.lock:
+            cursor = await self.conn.execute(
+                "UPDATE plait_threads SET status = 'running', owner = ?, error = NULL, "
+                "updated_at = ? WHERE thread_id = ? AND status = ? AND owner IS ?",
+                (owner, time.time(), record.thread_id, record.status, record.owner),
+            )
+            await self.conn.commit()
+        return cursor.rowcount == 1
 
     async def get(self, thread_id: str) -> ThreadRecord | None:
         async with self.lock, self.conn.execute(
@@ -100,7 +137,7 @@ class ThreadIndex:
         return _record(row) if row else None
 
     async def update(self, thread_id: str, **fields: Any) -> None:
-        """Set ``status``, ``error``, ``tokens`` or ``settings``; ``updated_at`` moves too."""
+        """Set ``status``, ``error``, ``tokens``, ``owner`` or ``settings``; ``updated_at`` too."""
         if "settings" in fields:
             fields["settings"] = json.dumps(fields["settings"])
         assignments = ", ".join(f"{name} = ?" for name in fields)

@@ -39,6 +39,7 @@ def run_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
+    approve_before: Annotated[list[str], typer.Option("--approve-before", help="Pause before this node until a person approves (repeatable); exit code 3 while waiting.", show_default=False)] = [],  # noqa: B006
     db: DbOpt = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Name the thread instead of getting a random id.")] = None,
     input_: Annotated[Path | None, typer.Option("--input", "-i", help="A file of input for the graph (map-reduce items: lines or a JSON array; or a document).", show_default=False, exists=True, dir_okay=False, readable=True)] = None,
@@ -72,6 +73,7 @@ def run_command(
             max_tokens=max_tokens,
             max_cost=max_cost,
             max_calls=max_calls,
+            approve_before=approve_before,
         )
         progress = Progress(quiet=quiet, notice=notice)
         extra = input_.read_text(encoding="utf-8", errors="replace") if input_ else None
@@ -88,6 +90,10 @@ def resume_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve what a waiting thread asks about.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject it (add --feedback to say why).")] = False,
+    feedback: Annotated[str | None, typer.Option("--feedback", help="Why it was rejected, or what to change.", show_default=False)] = None,
+    answer: Annotated[str | None, typer.Option("--answer", help="Answer an agent's question.", show_default=False)] = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -95,8 +101,10 @@ def resume_command(
     """Finish a failed, interrupted or killed run with the settings it was started with.
 
     Finished steps and finished parallel branches are not run again. Model, fallback and
-    budget flags override the stored settings (a stopped budget needs a larger one).
+    budget flags override the stored settings (a stopped budget needs a larger one). A thread
+    waiting for a person needs --approve, --reject [--feedback TEXT] or --answer TEXT.
     """
+    from plait.nodes.human import Decision
     from plait.runner import resume
 
     with cli_errors():
@@ -109,9 +117,15 @@ def resume_command(
             "max_cost": max_cost,
             "max_calls": max_calls,
         }
+        if approve and reject:
+            raise UsageError("--approve and --reject contradict each other; give one")
+        decision = None
+        if approve or reject or answer is not None or feedback is not None:
+            decision = Decision(approved=True if approve else False if reject else None,
+                                feedback=feedback, answer=answer)
         progress = Progress(quiet=quiet)
-        _finish(lambda: resume(thread_id, db=db, overrides=overrides, on_event=progress),
-                progress, json_)
+        _finish(lambda: resume(thread_id, db=db, overrides=overrides, decision=decision,
+                               on_event=progress), progress, json_)
 
 
 def _finish(start, progress: Progress, json_: bool) -> None:
@@ -143,8 +157,11 @@ def _finish(start, progress: Progress, json_: bool) -> None:
 def _show(outcome: Any, json_: bool, quiet: bool) -> None:
     if json_:
         print_json(outcome.as_json())
-    elif outcome.result is not None:
+    elif outcome.result is not None and outcome.status == "done":
         typer.echo(outcome.result)
+    if outcome.waiting:
+        _show_waiting(outcome)
+        raise typer.Exit(code=int(ExitCode.WAITING))
     if not quiet:
         tokens = outcome.as_json()["tokens"]
         summary = f"thread [cyan]{escape(outcome.thread_id)}[/] · {outcome.status} · {tokens:,} tokens"
@@ -153,3 +170,15 @@ def _show(outcome: Any, json_: bool, quiet: bool) -> None:
         if outcome.errors:
             summary += f" · [yellow]{len(outcome.errors)} branch error(s)[/]"
         err.print(summary)
+
+
+def _show_waiting(outcome: Any) -> None:
+    before = ", ".join(outcome.waiting["before"])
+    err.print(f"[yellow]waiting for a person[/] before {escape(before)}")
+    for question in outcome.waiting["questions"]:
+        details = question if isinstance(question, dict) else {"question": question}
+        for key, value in details.items():
+            text = str(value) if len(str(value)) <= 500 else str(value)[:500] + "…"
+            err.print(f"  {escape(key)}: {escape(text)}")
+    err.print(f"continue with: plait resume {outcome.thread_id} --approve | --reject "
+              "--feedback TEXT | --answer TEXT")

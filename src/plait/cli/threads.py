@@ -20,6 +20,14 @@ app = typer.Typer(help="List, inspect and delete saved threads; `plait threads p
 IdArg = Annotated[str, typer.Argument(help="The thread id (see `plait threads`).", show_default=False)]
 
 
+def _check_status(status: str | None) -> None:
+    from plait.checkpoints.threads import STATUSES
+    from plait.errors import UsageError
+
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+
+
 def _ago(ts: float) -> str:
     seconds = max(0, time.time() - ts)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -53,13 +61,8 @@ def list_threads(
     """List threads: id, graph, task, status, last update, tokens."""
     if ctx.invoked_subcommand:
         return
-    from plait.checkpoints.threads import STATUSES
-
     with cli_errors():
-        if status is not None and status not in STATUSES:
-            from plait.errors import UsageError
-
-            raise UsageError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+        _check_status(status)
         records = asyncio.run(_with_db(db, lambda d: d.threads.list(status=status, limit=limit)))
         if json_:
             print_json([r.as_json() for r in records])
@@ -160,6 +163,70 @@ def delete(thread_id: IdArg, db: DbOpt = None) -> None:
     with cli_errors():
         asyncio.run(_with_db(db, work))
         out.print(f"deleted thread {thread_id}")
+
+
+@app.command("fork")
+def fork(
+    thread_id: IdArg,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The checkpoint to start from (see `plait threads history ID`).", show_default=False)],
+    set_: Annotated[list[str], typer.Option("--set", "-s", help="Edit the state before going on: key=value, the value JSON or text (repeatable).")] = [],  # noqa: B006
+    new_id: Annotated[str | None, typer.Option("--thread", help="Name the new thread.", show_default=False)] = None,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Start a new thread from a past checkpoint; the original is left intact.
+
+    Continue the new thread with `plait resume NEW_ID`.
+    """
+    from plait.graphs.loader import parse_free_options
+    from plait.runner import fork as fork_thread
+
+    with cli_errors():
+        edits = parse_free_options(set_)
+        created = asyncio.run(fork_thread(thread_id, checkpoint, db=db, new_thread_id=new_id,
+                                          edits=edits))
+        if json_:
+            print_json({"thread_id": created, "forked_from": thread_id, "checkpoint": checkpoint})
+            return
+        out.print(f"forked {escape(thread_id)} at {escape(checkpoint)} into [bold]{created}[/]; "
+                  f"continue with: plait resume {created}")
+
+
+@app.command("prune")
+def prune(
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Only threads not updated for this long: 30d, 12h, 90m, 2w.", show_default=False)] = None,
+    keep_last: Annotated[int | None, typer.Option("--keep-last", min=0, help="Spare the newest N threads.", show_default=False)] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only threads in this state (e.g. done).", show_default=False)] = None,
+    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Keep the threads; delete all but each one's latest checkpoint.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")] = False,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete old threads (or their old checkpoints) and reclaim the disk space.
+
+    Running threads are never pruned. At least one of --older-than, --keep-last, --status.
+    """
+    from plait.checkpoints.retention import parse_age
+    from plait.checkpoints.retention import prune as prune_threads
+
+    with cli_errors():
+        _check_status(status)
+        age = parse_age(older_than) if older_than is not None else None
+        report = asyncio.run(_with_db(db, lambda d: prune_threads(
+            d, older_than=age, keep_last=keep_last, status=status,
+            checkpoints_only=checkpoints, dry_run=dry_run)))
+        if json_:
+            print_json({**report.__dict__, "dry_run": dry_run})
+            return
+        verb = "would delete" if dry_run else "deleted"
+        names = ", ".join(report.threads) or "none"
+        if checkpoints:
+            text = f"{verb} {report.checkpoints} old checkpoint(s) of {len(report.threads)} thread(s): {names}"
+        else:
+            text = f"{verb} {len(report.threads)} thread(s) ({report.checkpoints} checkpoints): {names}"
+        out.print(text, markup=False)
+        if not dry_run:
+            out.print(f"database: {report.bytes_before:,} -> {report.bytes_after:,} bytes")
 
 
 @app.command("path")

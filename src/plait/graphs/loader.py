@@ -15,7 +15,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
-from plait.errors import GraphSetupError, OptionError
+from plait.errors import GraphSetupError, OptionError, UsageError
 from plait.graphs.registry import RUN_OPTIONS, get_entry
 
 RUN_OPTION_NAMES = {opt.name for opt in RUN_OPTIONS}
@@ -28,9 +28,14 @@ def is_reference(ref: str) -> bool:
 
 def parse_graph_options(ref: str, pairs: list[str]) -> dict[str, Any]:
     """Typed ``--set`` values: checked against the registry for prebuilt graphs; for authored
-    graphs, JSON where the text is JSON, else the text itself."""
+    graphs, parsed as by ``parse_free_options``."""
     if not is_reference(ref):
         return get_entry(ref).parse_options(pairs)
+    return parse_free_options(pairs)
+
+
+def parse_free_options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs, each value JSON where the text is JSON, else the text itself."""
     parsed: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -43,13 +48,22 @@ def parse_graph_options(ref: str, pairs: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def build_graph(ref: str, options: dict[str, Any], checkpointer: BaseCheckpointSaver | None) -> Pregel:
+def build_graph(
+    ref: str,
+    options: dict[str, Any],
+    checkpointer: BaseCheckpointSaver | None,
+    *,
+    approve_before: list[str] | tuple[str, ...] = (),
+) -> Pregel:
     """Build and compile the graph ``ref`` names, with ``options`` (run options excluded).
+
+    ``approve_before`` names nodes the run pauses before, for a person's approval.
 
     Raises:
         GraphSetupError: unknown name, missing file or attribute, or an object that is not a
             graph or a factory of one.
         OptionError: an option the factory does not take.
+        UsageError: ``approve_before`` names a node the graph does not have.
     """
     graph_options = {k: v for k, v in options.items() if k not in RUN_OPTION_NAMES}
     if is_reference(ref):
@@ -65,12 +79,22 @@ def build_graph(ref: str, options: dict[str, Any], checkpointer: BaseCheckpointS
     elif graph_options:
         raise OptionError(f"{label} is a graph object, not a factory; it takes no --set options")
     if isinstance(target, StateGraph):
-        return target.compile(checkpointer=checkpointer)
-    if isinstance(target, Pregel):
-        return target.copy(update={"checkpointer": checkpointer})
-    raise GraphSetupError(
-        f"{label} returned {type(target).__name__}, expected a StateGraph or a compiled graph"
-    )
+        target = target.compile(checkpointer=checkpointer)
+    elif isinstance(target, Pregel):
+        target = target.copy(update={"checkpointer": checkpointer})
+    else:
+        raise GraphSetupError(
+            f"{label} returned {type(target).__name__}, expected a StateGraph or a compiled graph"
+        )
+    if approve_before:
+        nodes = [n for n in target.nodes if not n.startswith("__")]
+        unknown = [n for n in approve_before if n not in nodes]
+        if unknown:
+            raise UsageError(
+                f"--approve-before {unknown[0]!r}: {label} has no such node; nodes: {', '.join(nodes)}"
+            )
+        target = target.copy(update={"interrupt_before_nodes": list(approve_before)})
+    return target
 
 
 def _call_factory(factory: Any, options: dict[str, Any], label: str) -> Any:

@@ -146,7 +146,10 @@ GRAPHS: dict[str, GraphEntry] = {
             "review",
             "research, outline and write, then review and revise until approved",
             "plait.graphs.review:create_review_graph",
-            (Option("max_iterations", "int", 3, "most review rounds", minimum=1),),
+            (
+                Option("max_iterations", "int", 3, "most review rounds", minimum=1),
+                Option("human_review", "bool", False, "a person gives the verdict at each review"),
+            ),
         ),
         GraphEntry(
             "orchestrator",

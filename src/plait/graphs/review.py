@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from plait.errors import GraphSetupError
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.human import ask_human
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState
 from plait.state.log import envelope
@@ -39,12 +40,17 @@ class ReviewState(CommonState, total=False):
 
 
 def create_review_graph(
-    *, max_iterations: int = 3, prompts: Mapping[str, str] | None = None
+    *,
+    max_iterations: int = 3,
+    human_review: bool = False,
+    prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
     """Build the research/write/review/revise graph.
 
     Args:
         max_iterations: Most reviews before the draft is taken as it is (at least 1).
+        human_review: A person gives the verdict instead of the reviewer agent: the run
+            pauses at each review (``plait resume ID --approve`` or ``--reject --feedback``).
         prompts: Role instructions to override, keyed by role (researcher, outliner, writer,
             reviewer, reviser).
 
@@ -77,6 +83,14 @@ def create_review_graph(
                 "log": [envelope("writer", "reviewer", "draft", reply.value)]}
 
     async def review(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+        if human_review:
+            decision = ask_human("Approve this draft?", draft=state["draft"])
+            verdict = Review(approved=bool(decision.get("approved")),
+                             feedback=decision.get("feedback") or "")
+            return {"approved": verdict.approved, "feedback": verdict.feedback,
+                    "iteration": state.get("iteration", 0) + 1,
+                    "log": [envelope("human", "writer", "review",
+                                     "approved" if verdict.approved else verdict.feedback)]}
         reply = await ask_for(runtime, "reviewer", role_prompt("reviewer", prompts),
                               user_prompt(state["task"], draft=state["draft"]), Review)
         verdict = reply.value
@@ -94,7 +108,8 @@ def create_review_graph(
 
     def finalize(state: ReviewState) -> dict:
         rounds = state["iteration"]
-        reason = (f"approved by the reviewer after {rounds} review(s)" if state["approved"]
+        who = "a person" if human_review else "the reviewer"
+        reason = (f"approved by {who} after {rounds} review(s)" if state["approved"]
                   else f"max_iterations ({max_iterations}) reached without approval")
         return {"result": state["draft"], "stop_reason": reason}
 
