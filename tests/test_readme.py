@@ -98,3 +98,19 @@ def test_the_authored_listing_is_the_example_file():
     source = iter((ROOT / "examples" / "critique.py").read_text().splitlines())
     for line in filter(str.strip, listing.splitlines()):
         assert any(line == candidate for candidate in source), f"not in critique.py: {line}"
+
+
+PATTERN_ROWS = re.findall(r"^\| [^|]+ \| [^|]+ \| `(plait run [^`]+)` \|", README, re.MULTILINE)
+
+
+def test_the_pattern_table_has_one_command_per_prebuilt_graph():
+    from plait.graphs.registry import GRAPHS
+
+    assert sorted(shlex.split(command)[2] for command in PATTERN_ROWS) == sorted(GRAPHS)
+
+
+@pytest.mark.parametrize("command", PATTERN_ROWS, ids=lambda c: shlex.split(c)[2])
+def test_each_pattern_command_in_the_table_runs(cli, in_repo, command):
+    done = cli(*shlex.split(command)[1:], "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["result"].startswith("[demo]")
