@@ -18,15 +18,32 @@ class CritiqueState(CommonState, total=False):
 def build(*, tone: str = "plain") -> StateGraph:
     """A three-agent graph; ``tone`` is an option: ``--set tone=formal``."""
     builder = StateGraph(CritiqueState, context_schema=PlaitContext)
-    builder.add_node("drafter", agent_node(
-        "drafter", f"You are the drafter. Write a short, {tone} answer to the task.",
-        writes="draft"))
-    builder.add_node("critic", agent_node(
-        "critic", "You are the critic. List the three biggest weaknesses of the draft.",
-        reads=["draft"], writes="critique"))
-    builder.add_node("polisher", agent_node(
-        "polisher", "You are the polisher. Rewrite the draft to fix every weakness listed.",
-        reads=["draft", "critique"], writes="result"))
+    builder.add_node(
+        "drafter",
+        agent_node(
+            "drafter",
+            f"You are the drafter. Write a short, {tone} answer to the task.",
+            writes="draft",
+        ),
+    )
+    builder.add_node(
+        "critic",
+        agent_node(
+            "critic",
+            "You are the critic. List the three biggest weaknesses of the draft.",
+            reads=["draft"],
+            writes="critique",
+        ),
+    )
+    builder.add_node(
+        "polisher",
+        agent_node(
+            "polisher",
+            "You are the polisher. Rewrite the draft to fix every weakness listed.",
+            reads=["draft", "critique"],
+            writes="result",
+        ),
+    )
     builder.add_edge(START, "drafter")
     builder.add_edge("drafter", "critic")
     builder.add_edge("critic", "polisher")

@@ -110,13 +110,17 @@ async def run(
         context = settings.context()
     ref = _stable_reference(graph)
     async with open_database(db) as database:
-        app = build_graph(ref, settings.options, database.saver,
-                          approve_before=settings.approve_before)
+        app = build_graph(
+            ref, settings.options, database.saver, approve_before=settings.approve_before
+        )
         thread_id = thread_id or uuid.uuid4().hex[:12]
         if await database.threads.get(thread_id):
-            raise ThreadError(f"thread {thread_id!r} already exists; use `plait resume {thread_id}`")
-        await database.threads.create(thread_id, ref, task, asdict(settings), owner=OWNER,
-                                      input=input)
+            raise ThreadError(
+                f"thread {thread_id!r} already exists; use `plait resume {thread_id}`"
+            )
+        await database.threads.create(
+            thread_id, ref, task, asdict(settings), owner=OWNER, input=input
+        )
         start = {"task": task} if input is None else {"task": task, "input": input}
         return await _drive(app, database, thread_id, ref, start, context, settings, on_event)
 
@@ -149,18 +153,23 @@ async def resume(
     async with open_database(db) as database:
         record = await database.threads.get(thread_id)
         if record is None:
-            raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
+            raise ThreadError(
+                f"no thread {thread_id!r} in {database.path}; `plait threads` lists them"
+            )
         if record.status == "done":
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
         if record.status == "running" and _alive(record.owner):
-            raise ThreadError(f"thread {thread_id!r} is being run by process {record.owner}; "
-                              "wait for it to stop, or stop it, then resume")
+            raise ThreadError(
+                f"thread {thread_id!r} is being run by process {record.owner}; "
+                "wait for it to stop, or stop it, then resume"
+            )
         settings = RunSettings.from_stored(record.settings).override(**(overrides or {}))
         if context is None:
             settings.check_models()
             context = settings.context()
-        app = build_graph(record.graph, settings.options, database.saver,
-                          approve_before=settings.approve_before)
+        app = build_graph(
+            record.graph, settings.options, database.saver, approve_before=settings.approve_before
+        )
         snapshot = await app.aget_state(_config(thread_id, settings))
         if snapshot.values and not snapshot.next:
             await database.threads.update(thread_id, status="done", owner=None)
@@ -169,12 +178,23 @@ async def resume(
         if not await database.threads.claim(record, OWNER):
             raise ThreadError(f"thread {thread_id!r} was resumed by another process just now")
         if isinstance(start, Decision):  # a rejection at an --approve-before pause
-            reason = f"rejected before {', '.join(snapshot.next)}: {start.feedback or 'no reason given'}"
+            reason = (
+                f"rejected before {', '.join(snapshot.next)}: {start.feedback or 'no reason given'}"
+            )
             await database.threads.update(thread_id, status="rejected", error=reason, owner=None)
             return _outcome(thread_id, record.graph, "rejected", snapshot, reason)
         await database.threads.update(thread_id, settings=asdict(settings))
-        return await _drive(app, database, thread_id, record.graph, start, context, settings,
-                            on_event, usage=snapshot.values.get("usage", {}))
+        return await _drive(
+            app,
+            database,
+            thread_id,
+            record.graph,
+            start,
+            context,
+            settings,
+            on_event,
+            usage=snapshot.values.get("usage", {}),
+        )
 
 
 def _resume_input(record, snapshot, decision: Decision | None) -> Any:
@@ -221,23 +241,36 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     seed_budget(context, usage)
     try:
         async for mode, chunk in app.astream(
-            start, config, context=context, stream_mode=["tasks", "updates"],
+            start,
+            config,
+            context=context,
+            stream_mode=["tasks", "updates"],
             durability="sync",
         ):
             if mode == "tasks" and "input" in chunk:
-                emit("node", {"name": chunk["name"], "phase": "start", "tokens": total_tokens(usage)})
+                emit(
+                    "node", {"name": chunk["name"], "phase": "start", "tokens": total_tokens(usage)}
+                )
             elif mode == "updates":
                 for name, update in chunk.items():
                     update = update if isinstance(update, dict) else {}
                     usage = add_usage(usage, update.get("usage"))
-                    emit("node", {"name": name, "phase": "end", "tokens": total_tokens(usage),
-                                  "iteration": update.get("iteration")})
+                    emit(
+                        "node",
+                        {
+                            "name": name,
+                            "phase": "end",
+                            "tokens": total_tokens(usage),
+                            "iteration": update.get("iteration"),
+                        },
+                    )
     except asyncio.CancelledError:
         await database.threads.update(thread_id, status="interrupted", owner=None)
         raise
     except BudgetExceeded as exc:
-        await database.threads.update(thread_id, status="budget", error=str(exc), owner=None,
-                                      tokens=context.budget.tokens)
+        await database.threads.update(
+            thread_id, status="budget", error=str(exc), owner=None, tokens=context.budget.tokens
+        )
         raise BudgetStopped(thread_id, str(exc)) from exc
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
@@ -245,8 +278,9 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
         raise RunFailed(thread_id, message) from exc
     snapshot = await app.aget_state(config)
     status = "waiting" if snapshot.next else "done"
-    await database.threads.update(thread_id, status=status, owner=None,
-                                  tokens=total_tokens(snapshot.values.get("usage")))
+    await database.threads.update(
+        thread_id, status=status, owner=None, tokens=total_tokens(snapshot.values.get("usage"))
+    )
     return _outcome(thread_id, ref, status, snapshot)
 
 
@@ -254,7 +288,10 @@ def _outcome(thread_id: str, ref: str, status: str, snapshot: Any, error: str | 
     values = dict(snapshot.values)
     waiting = None
     if status == "waiting":
-        waiting = {"before": list(snapshot.next), "questions": [i.value for i in snapshot.interrupts]}
+        waiting = {
+            "before": list(snapshot.next),
+            "questions": [i.value for i in snapshot.interrupts],
+        }
     return Outcome(
         thread_id=thread_id,
         graph=ref,
@@ -310,7 +347,9 @@ async def fork(
     async with open_database(db) as database:
         record = await database.threads.get(thread_id)
         if record is None:
-            raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
+            raise ThreadError(
+                f"no thread {thread_id!r} in {database.path}; `plait threads` lists them"
+            )
         settings = RunSettings.from_stored(record.settings)
         app = build_graph(record.graph, settings.options, database.saver)
         keys = sorted(k for k in app.channels if not k.startswith(("__", "branch:")))
@@ -320,7 +359,12 @@ async def fork(
         new_thread_id = new_thread_id or uuid.uuid4().hex[:12]
         await fork_thread(database, record, checkpoint_id, new_thread_id)
         if edits:
-            config = {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": "",
-                                       "checkpoint_id": checkpoint_id}}
+            config = {
+                "configurable": {
+                    "thread_id": new_thread_id,
+                    "checkpoint_ns": "",
+                    "checkpoint_id": checkpoint_id,
+                }
+            }
             await app.aupdate_state(config, edits)
         return new_thread_id

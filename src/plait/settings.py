@@ -82,7 +82,9 @@ class RunSettings:
 def seed_budget(context: PlaitContext, usage: Mapping[str, AgentUsage]) -> None:
     """Count what the thread already spent, so a budget covers the whole thread on resume."""
     budget = context.budget
-    budget.tokens = sum(u.get("input_tokens", 0) + u.get("output_tokens", 0) for u in usage.values())
+    budget.tokens = sum(
+        u.get("input_tokens", 0) + u.get("output_tokens", 0) for u in usage.values()
+    )
     budget.cost = sum(u.get("cost", 0.0) for u in usage.values())
     budget.calls = sum(u.get("calls", 0) for u in usage.values())
 

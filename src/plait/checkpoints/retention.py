@@ -37,11 +37,15 @@ def parse_age(text: str) -> float:
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not match:
-        raise UsageError(f"--older-than takes a number and a unit (s, m, h, d, w), e.g. 30d; got {text!r}")
+        raise UsageError(
+            f"--older-than takes a number and a unit (s, m, h, d, w), e.g. 30d; got {text!r}"
+        )
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-async def fork_thread(database: Database, source: ThreadRecord, checkpoint_id: str, new_id: str) -> None:
+async def fork_thread(
+    database: Database, source: ThreadRecord, checkpoint_id: str, new_id: str
+) -> None:
     """Copy ``source``'s history up to ``checkpoint_id`` into a new thread ``new_id``.
 
     The new thread resumes from that checkpoint; the source thread is not changed.
@@ -99,6 +103,7 @@ async def prune(
     checkpoint), then reclaim the space.
 
     Args:
+        database: The open database.
         older_than: Only threads not updated for this many seconds.
         keep_last: Spare the newest N threads (of those the other filters select).
         status: Only threads in this state.
@@ -146,9 +151,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
-_NOT_LATEST = (
-    "checkpoint_id != (SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?)"
-)
+_NOT_LATEST = "checkpoint_id != (SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?)"
 
 
 async def _count_doomed(conn, thread_id: str, checkpoints_only: bool) -> int:

@@ -26,7 +26,9 @@ _HEADER = b"SQLite format 3\x00"
 
 def default_db_path() -> Path:
     """The per-user database: ``$XDG_DATA_HOME/plait/plait.db`` (``~/.local/share`` default)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base) / "plait" / "plait.db"
 
 
@@ -53,7 +55,9 @@ def check_db_path(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatabaseError(f"cannot create the folder for database {str(path)!r}: {exc.strerror}") from None
+        raise DatabaseError(
+            f"cannot create the folder for database {str(path)!r}: {exc.strerror}"
+        ) from None
 
 
 @dataclass

@@ -87,7 +87,9 @@ class ThreadIndex:
                 "CREATE TABLE IF NOT EXISTS plait_migrations "
                 "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
-            async with self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM plait_migrations") as cur:
+            async with self.conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM plait_migrations"
+            ) as cur:
                 (done,) = await cur.fetchone()  # type: ignore[misc]
             for version, script in enumerate(MIGRATIONS[done:], start=done + 1):
                 await self.conn.executescript(
@@ -130,9 +132,12 @@ class ThreadIndex:
         return cursor.rowcount == 1
 
     async def get(self, thread_id: str) -> ThreadRecord | None:
-        async with self.lock, self.conn.execute(
-            f"SELECT {_COLUMNS} FROM plait_threads WHERE thread_id = ?", (thread_id,)
-        ) as cur:
+        async with (
+            self.lock,
+            self.conn.execute(
+                f"SELECT {_COLUMNS} FROM plait_threads WHERE thread_id = ?", (thread_id,)
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return _record(row) if row else None
 
@@ -150,10 +155,13 @@ class ThreadIndex:
 
     async def list(self, *, status: str | None = None, limit: int = 50) -> list[ThreadRecord]:
         where, params = ("WHERE status = ?", (status,)) if status else ("", ())
-        async with self.lock, self.conn.execute(
-            f"SELECT {_COLUMNS} FROM plait_threads {where} ORDER BY updated_at DESC LIMIT ?",
-            (*params, limit),
-        ) as cur:
+        async with (
+            self.lock,
+            self.conn.execute(
+                f"SELECT {_COLUMNS} FROM plait_threads {where} ORDER BY updated_at DESC LIMIT ?",
+                (*params, limit),
+            ) as cur,
+        ):
             rows = await cur.fetchall()
         return [_record(row) for row in rows]
 

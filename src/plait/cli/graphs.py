@@ -10,7 +10,9 @@ from rich.table import Table
 from plait.cli.output import cli_errors, out, print_json
 from plait.graphs.registry import GRAPHS, RUN_OPTIONS, get_entry
 
-app = typer.Typer(no_args_is_help=False, help="List the prebuilt graphs and show their shape and options.")
+app = typer.Typer(
+    no_args_is_help=False, help="List the prebuilt graphs and show their shape and options."
+)
 
 
 def _option_rows(name: str) -> list[dict]:
@@ -24,14 +26,20 @@ def _option_rows(name: str) -> list[dict]:
 @app.callback(invoke_without_command=True)
 def list_graphs(
     ctx: typer.Context,
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
 ) -> None:
     """List the prebuilt graphs with a one-line summary."""
     if ctx.invoked_subcommand:
         return
     if json_:
-        print_json([{"name": e.name, "summary": e.summary, "options": _option_rows(e.name)}
-                    for e in GRAPHS.values()])
+        print_json(
+            [
+                {"name": e.name, "summary": e.summary, "options": _option_rows(e.name)}
+                for e in GRAPHS.values()
+            ]
+        )
         return
     table = Table("graph", "what it does", box=None, pad_edge=False)
     for entry in GRAPHS.values():
@@ -42,9 +50,18 @@ def list_graphs(
 
 @app.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="A prebuilt graph, or path/file.py:attr or module:attr.", show_default=False)],
-    ascii_: Annotated[bool, typer.Option("--ascii", help="Draw the graph as text instead of mermaid.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="A prebuilt graph, or path/file.py:attr or module:attr.", show_default=False
+        ),
+    ],
+    ascii_: Annotated[
+        bool, typer.Option("--ascii", help="Draw the graph as text instead of mermaid.")
+    ] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
 ) -> None:
     """Print a graph's topology (mermaid, or an ASCII drawing) and the options --set accepts."""
     from plait.graphs.loader import build_graph
@@ -61,5 +78,6 @@ def show(
         for row in rows:
             default = row["default"]
             shown = ",".join(default) if isinstance(default, list) else default
-            out.print(f"  {row['name']}: {row['help']} ({row['type']}; default {shown})",
-                      markup=False)
+            out.print(
+                f"  {row['name']}: {row['help']} ({row['type']}; default {shown})", markup=False
+            )

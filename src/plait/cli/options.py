@@ -10,35 +10,71 @@ from plait.errors import ModelSpecError
 
 DbOpt = Annotated[
     str | None,
-    typer.Option("--db", help="SQLite file for checkpoints [default: $PLAIT_DB, else `plait threads path`].", show_default=False),
+    typer.Option(
+        "--db",
+        help="SQLite file for checkpoints [default: $PLAIT_DB, else `plait threads path`].",
+        show_default=False,
+    ),
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="demo, openai:NAME or PROVIDER:NAME [default: $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].", show_default=False),
+    typer.Option(
+        "--model",
+        "-m",
+        help="demo, openai:NAME or PROVIDER:NAME [default: $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].",
+        show_default=False,
+    ),
 ]
 ModelForOpt = Annotated[
     list[str],
-    typer.Option("--model-for", help="ROLE=SPEC: the model for one role, e.g. planner=openai:gpt-4o (repeatable).", show_default=False),
+    typer.Option(
+        "--model-for",
+        help="ROLE=SPEC: the model for one role, e.g. planner=openai:gpt-4o (repeatable).",
+        show_default=False,
+    ),
 ]
 BaseUrlOpt = Annotated[
     str | None,
-    typer.Option("--base-url", help="OpenAI-compatible endpoint for openai: models [default: $OPENAI_BASE_URL].", show_default=False),
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible endpoint for openai: models [default: $OPENAI_BASE_URL].",
+        show_default=False,
+    ),
 ]
 FallbackOpt = Annotated[
     list[str],
-    typer.Option("--fallback-model", help="A model to use when the primary keeps failing (repeatable, tried in order).", show_default=False),
+    typer.Option(
+        "--fallback-model",
+        help="A model to use when the primary keeps failing (repeatable, tried in order).",
+        show_default=False,
+    ),
 ]
 MaxTokensOpt = Annotated[
     int | None,
-    typer.Option("--max-tokens", min=1, help="Stop cleanly (exit 4) once the thread has used this many tokens.", show_default=False),
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        help="Stop cleanly (exit 4) once the thread has used this many tokens.",
+        show_default=False,
+    ),
 ]
 MaxCostOpt = Annotated[
     float | None,
-    typer.Option("--max-cost", min=0.0, help="Stop cleanly (exit 4) once the thread has cost this many USD (see PLAIT_PRICES).", show_default=False),
+    typer.Option(
+        "--max-cost",
+        min=0.0,
+        help="Stop cleanly (exit 4) once the thread has cost this many USD (see PLAIT_PRICES).",
+        show_default=False,
+    ),
 ]
 MaxCallsOpt = Annotated[
     int | None,
-    typer.Option("--max-calls", min=1, help="Stop cleanly (exit 4) once the thread has made this many model calls.", show_default=False),
+    typer.Option(
+        "--max-calls",
+        min=1,
+        help="Stop cleanly (exit 4) once the thread has made this many model calls.",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices on stderr.")]

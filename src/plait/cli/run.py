@@ -29,9 +29,27 @@ from plait.errors import ExitCode, UsageError
 
 
 def run_command(
-    graph: Annotated[str, typer.Argument(help="A prebuilt graph (see `plait graphs`), path/to/file.py:attr or package.module:attr.", show_default=False)],
-    task: Annotated[str, typer.Argument(help="What the graph should work on; '-' reads it from stdin.", show_default=False)],
-    set_: Annotated[list[str], typer.Option("--set", "-s", help="A graph option, key=value (repeatable); `plait graphs show NAME` lists them.")] = [],  # noqa: B006
+    graph: Annotated[
+        str,
+        typer.Argument(
+            help="A prebuilt graph (see `plait graphs`), path/to/file.py:attr or package.module:attr.",
+            show_default=False,
+        ),
+    ],
+    task: Annotated[
+        str,
+        typer.Argument(
+            help="What the graph should work on; '-' reads it from stdin.", show_default=False
+        ),
+    ],
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            "-s",
+            help="A graph option, key=value (repeatable); `plait graphs show NAME` lists them.",
+        ),
+    ] = [],  # noqa: B006
     model: ModelOpt = None,
     model_for: ModelForOpt = [],  # noqa: B006
     base_url: BaseUrlOpt = None,
@@ -39,10 +57,30 @@ def run_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
-    approve_before: Annotated[list[str], typer.Option("--approve-before", help="Pause before this node until a person approves (repeatable); exit code 3 while waiting.", show_default=False)] = [],  # noqa: B006
+    approve_before: Annotated[
+        list[str],
+        typer.Option(
+            "--approve-before",
+            help="Pause before this node until a person approves (repeatable); exit code 3 while waiting.",
+            show_default=False,
+        ),
+    ] = [],  # noqa: B006
     db: DbOpt = None,
-    thread: Annotated[str | None, typer.Option("--thread", help="Name the thread instead of getting a random id.")] = None,
-    input_: Annotated[Path | None, typer.Option("--input", "-i", help="A file of input for the graph (map-reduce items: lines or a JSON array; or a document).", show_default=False, exists=True, dir_okay=False, readable=True)] = None,
+    thread: Annotated[
+        str | None, typer.Option("--thread", help="Name the thread instead of getting a random id.")
+    ] = None,
+    input_: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="A file of input for the graph (map-reduce items: lines or a JSON array; or a document).",
+            show_default=False,
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -77,12 +115,26 @@ def run_command(
         )
         progress = Progress(quiet=quiet, notice=notice)
         extra = input_.read_text(encoding="utf-8", errors="replace") if input_ else None
-        _finish(lambda: run(graph, text, settings=settings, db=db, thread_id=thread,
-                            on_event=progress, input=extra), progress, json_)
+        _finish(
+            lambda: run(
+                graph,
+                text,
+                settings=settings,
+                db=db,
+                thread_id=thread,
+                on_event=progress,
+                input=extra,
+            ),
+            progress,
+            json_,
+        )
 
 
 def resume_command(
-    thread_id: Annotated[str, typer.Argument(help="The thread to continue (see `plait threads`).", show_default=False)],
+    thread_id: Annotated[
+        str,
+        typer.Argument(help="The thread to continue (see `plait threads`).", show_default=False),
+    ],
     model: ModelOpt = None,
     model_for: ModelForOpt = [],  # noqa: B006
     base_url: BaseUrlOpt = None,
@@ -90,10 +142,21 @@ def resume_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
-    approve: Annotated[bool, typer.Option("--approve", help="Approve what a waiting thread asks about.")] = False,
-    reject: Annotated[bool, typer.Option("--reject", help="Reject it (add --feedback to say why).")] = False,
-    feedback: Annotated[str | None, typer.Option("--feedback", help="Why it was rejected, or what to change.", show_default=False)] = None,
-    answer: Annotated[str | None, typer.Option("--answer", help="Answer an agent's question.", show_default=False)] = None,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Approve what a waiting thread asks about.")
+    ] = False,
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Reject it (add --feedback to say why).")
+    ] = False,
+    feedback: Annotated[
+        str | None,
+        typer.Option(
+            "--feedback", help="Why it was rejected, or what to change.", show_default=False
+        ),
+    ] = None,
+    answer: Annotated[
+        str | None, typer.Option("--answer", help="Answer an agent's question.", show_default=False)
+    ] = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -121,11 +184,19 @@ def resume_command(
             raise UsageError("--approve and --reject contradict each other; give one")
         decision = None
         if approve or reject or answer is not None or feedback is not None:
-            decision = Decision(approved=True if approve else False if reject else None,
-                                feedback=feedback, answer=answer)
+            decision = Decision(
+                approved=True if approve else False if reject else None,
+                feedback=feedback,
+                answer=answer,
+            )
         progress = Progress(quiet=quiet)
-        _finish(lambda: resume(thread_id, db=db, overrides=overrides, decision=decision,
-                               on_event=progress), progress, json_)
+        _finish(
+            lambda: resume(
+                thread_id, db=db, overrides=overrides, decision=decision, on_event=progress
+            ),
+            progress,
+            json_,
+        )
 
 
 def _finish(start, progress: Progress, json_: bool) -> None:
@@ -141,8 +212,13 @@ def _finish(start, progress: Progress, json_: bool) -> None:
         hint = " with a larger budget, e.g. --max-tokens N" if budget else ""
         err.print(f"the thread is saved; continue it{hint}: plait resume {exc.thread_id}")
         if json_:
-            print_json({"thread_id": exc.thread_id, "status": "budget" if budget else "failed",
-                        "error": str(exc)})
+            print_json(
+                {
+                    "thread_id": exc.thread_id,
+                    "status": "budget" if budget else "failed",
+                    "error": str(exc),
+                }
+            )
         raise typer.Exit(code=int(exc.exit_code)) from None
     except KeyboardInterrupt:
         progress.close()
@@ -164,7 +240,9 @@ def _show(outcome: Any, json_: bool, quiet: bool) -> None:
         raise typer.Exit(code=int(ExitCode.WAITING))
     if not quiet:
         tokens = outcome.as_json()["tokens"]
-        summary = f"thread [cyan]{escape(outcome.thread_id)}[/] · {outcome.status} · {tokens:,} tokens"
+        summary = (
+            f"thread [cyan]{escape(outcome.thread_id)}[/] · {outcome.status} · {tokens:,} tokens"
+        )
         if outcome.stop_reason:
             summary += f" · {escape(outcome.stop_reason)}"
         if outcome.errors:
@@ -180,5 +258,7 @@ def _show_waiting(outcome: Any) -> None:
         for key, value in details.items():
             text = str(value) if len(str(value)) <= 500 else str(value)[:500] + "…"
             err.print(f"  {escape(key)}: {escape(text)}")
-    err.print(f"continue with: plait resume {outcome.thread_id} --approve | --reject "
-              "--feedback TEXT | --answer TEXT")
+    err.print(
+        f"continue with: plait resume {outcome.thread_id} --approve | --reject "
+        "--feedback TEXT | --answer TEXT"
+    )

@@ -15,9 +15,13 @@ from plait.cli.options import DbOpt, JsonOpt
 from plait.cli.output import cli_errors, out, print_json
 from plait.errors import ThreadError
 
-app = typer.Typer(help="List, inspect and delete saved threads; `plait threads path` finds the file.")
+app = typer.Typer(
+    help="List, inspect and delete saved threads; `plait threads path` finds the file."
+)
 
-IdArg = Annotated[str, typer.Argument(help="The thread id (see `plait threads`).", show_default=False)]
+IdArg = Annotated[
+    str, typer.Argument(help="The thread id (see `plait threads`).", show_default=False)
+]
 
 
 def _check_status(status: str | None) -> None:
@@ -53,8 +57,17 @@ async def _record(database, thread_id: str):
 @app.callback(invoke_without_command=True)
 def list_threads(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", help="Only threads in this state: running, done, failed, interrupted, waiting, budget.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Most threads to list, newest first.")] = 50,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only threads in this state: running, done, failed, interrupted, waiting, budget.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Most threads to list, newest first.")
+    ] = 50,
     db: DbOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -67,7 +80,9 @@ def list_threads(
         if json_:
             print_json([r.as_json() for r in records])
             return
-        table = Table("thread", "graph", "task", "status", "updated", "tokens", box=None, pad_edge=False)
+        table = Table(
+            "thread", "graph", "task", "status", "updated", "tokens", box=None, pad_edge=False
+        )
         for r in records:
             task = r.task if len(r.task) <= 40 else r.task[:39] + "…"
             graph = r.graph.rsplit("/", 1)[-1]
@@ -94,10 +109,16 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         out.print(f"[bold]{escape(record.thread_id)}[/] · {escape(record.graph)} · {record.status}")
         out.print(f"task: {record.task}", markup=False)
         settings = record.settings
-        out.print(f"model: {settings['model']}" + "".join(
-            f", {role}={spec}" for role, spec in settings.get("model_for", {}).items()), markup=False)
+        out.print(
+            f"model: {settings['model']}"
+            + "".join(f", {role}={spec}" for role, spec in settings.get("model_for", {}).items()),
+            markup=False,
+        )
         if settings.get("options"):
-            out.print("options: " + ", ".join(f"{k}={v}" for k, v in settings["options"].items()), markup=False)
+            out.print(
+                "options: " + ", ".join(f"{k}={v}" for k, v in settings["options"].items()),
+                markup=False,
+            )
         if record.error:
             out.print(f"[red]error:[/] {escape(record.error)}")
         _usage_table(values.get("usage") or {})
@@ -112,11 +133,26 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
 def _usage_table(usage: dict) -> None:
     if not usage:
         return
-    table = Table("agent", "calls", "input tokens", "output tokens", "seconds", "models", box=None, pad_edge=False)
+    table = Table(
+        "agent",
+        "calls",
+        "input tokens",
+        "output tokens",
+        "seconds",
+        "models",
+        box=None,
+        pad_edge=False,
+    )
     for agent, u in usage.items():
         models = ", ".join(f"{m}×{n}" for m, n in u.get("models", {}).items())
-        table.add_row(agent, str(u.get("calls", 0)), f"{u.get('input_tokens', 0):,}",
-                      f"{u.get('output_tokens', 0):,}", f"{u.get('seconds', 0):.2f}", models)
+        table.add_row(
+            agent,
+            str(u.get("calls", 0)),
+            f"{u.get('input_tokens', 0):,}",
+            f"{u.get('output_tokens', 0):,}",
+            f"{u.get('seconds', 0):.2f}",
+            models,
+        )
     out.print(table)
 
 
@@ -129,14 +165,18 @@ def history(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         rows = []
         async for saved in database.saver.alist({"configurable": {"thread_id": thread_id}}):
             channels = saved.checkpoint.get("updated_channels") or []
-            rows.append({
-                "checkpoint": saved.config["configurable"]["checkpoint_id"],
-                "step": saved.metadata.get("step"),
-                "source": saved.metadata.get("source"),
-                "wrote": [c for c in channels if not c.startswith(("branch:", "__"))],
-                "next": [c.removeprefix("branch:to:") for c in channels if c.startswith("branch:to:")],
-                "time": saved.checkpoint["ts"],
-            })
+            rows.append(
+                {
+                    "checkpoint": saved.config["configurable"]["checkpoint_id"],
+                    "step": saved.metadata.get("step"),
+                    "source": saved.metadata.get("source"),
+                    "wrote": [c for c in channels if not c.startswith(("branch:", "__"))],
+                    "next": [
+                        c.removeprefix("branch:to:") for c in channels if c.startswith("branch:to:")
+                    ],
+                    "time": saved.checkpoint["ts"],
+                }
+            )
         return rows
 
     with cli_errors():
@@ -144,10 +184,18 @@ def history(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         if json_:
             print_json(rows)
             return
-        table = Table("step", "source", "wrote", "next", "time", "checkpoint", box=None, pad_edge=False)
+        table = Table(
+            "step", "source", "wrote", "next", "time", "checkpoint", box=None, pad_edge=False
+        )
         for row in rows:
-            table.add_row(str(row["step"]), row["source"] or "", ", ".join(row["wrote"]),
-                          ", ".join(row["next"]), row["time"][:19], row["checkpoint"])
+            table.add_row(
+                str(row["step"]),
+                row["source"] or "",
+                ", ".join(row["wrote"]),
+                ", ".join(row["next"]),
+                row["time"][:19],
+                row["checkpoint"],
+            )
         out.print(table)
 
 
@@ -168,9 +216,26 @@ def delete(thread_id: IdArg, db: DbOpt = None) -> None:
 @app.command("fork")
 def fork(
     thread_id: IdArg,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The checkpoint to start from (see `plait threads history ID`).", show_default=False)],
-    set_: Annotated[list[str], typer.Option("--set", "-s", help="Edit the state before going on: key=value, the value JSON or text (repeatable).")] = [],  # noqa: B006
-    new_id: Annotated[str | None, typer.Option("--thread", help="Name the new thread.", show_default=False)] = None,
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="The checkpoint to start from (see `plait threads history ID`).",
+            show_default=False,
+        ),
+    ],
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            "-s",
+            help="Edit the state before going on: key=value, the value JSON or text (repeatable).",
+        ),
+    ] = [],  # noqa: B006
+    new_id: Annotated[
+        str | None, typer.Option("--thread", help="Name the new thread.", show_default=False)
+    ] = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -183,22 +248,47 @@ def fork(
 
     with cli_errors():
         edits = parse_free_options(set_)
-        created = asyncio.run(fork_thread(thread_id, checkpoint, db=db, new_thread_id=new_id,
-                                          edits=edits))
+        created = asyncio.run(
+            fork_thread(thread_id, checkpoint, db=db, new_thread_id=new_id, edits=edits)
+        )
         if json_:
             print_json({"thread_id": created, "forked_from": thread_id, "checkpoint": checkpoint})
             return
-        out.print(f"forked {escape(thread_id)} at {escape(checkpoint)} into [bold]{created}[/]; "
-                  f"continue with: plait resume {created}")
+        out.print(
+            f"forked {escape(thread_id)} at {escape(checkpoint)} into [bold]{created}[/]; "
+            f"continue with: plait resume {created}"
+        )
 
 
 @app.command("prune")
 def prune(
-    older_than: Annotated[str | None, typer.Option("--older-than", help="Only threads not updated for this long: 30d, 12h, 90m, 2w.", show_default=False)] = None,
-    keep_last: Annotated[int | None, typer.Option("--keep-last", min=0, help="Spare the newest N threads.", show_default=False)] = None,
-    status: Annotated[str | None, typer.Option("--status", help="Only threads in this state (e.g. done).", show_default=False)] = None,
-    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Keep the threads; delete all but each one's latest checkpoint.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Only threads not updated for this long: 30d, 12h, 90m, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_last: Annotated[
+        int | None,
+        typer.Option("--keep-last", min=0, help="Spare the newest N threads.", show_default=False),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="Only threads in this state (e.g. done).", show_default=False
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--checkpoints", help="Keep the threads; delete all but each one's latest checkpoint."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
+    ] = False,
     db: DbOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -212,9 +302,19 @@ def prune(
     with cli_errors():
         _check_status(status)
         age = parse_age(older_than) if older_than is not None else None
-        report = asyncio.run(_with_db(db, lambda d: prune_threads(
-            d, older_than=age, keep_last=keep_last, status=status,
-            checkpoints_only=checkpoints, dry_run=dry_run)))
+        report = asyncio.run(
+            _with_db(
+                db,
+                lambda d: prune_threads(
+                    d,
+                    older_than=age,
+                    keep_last=keep_last,
+                    status=status,
+                    checkpoints_only=checkpoints,
+                    dry_run=dry_run,
+                ),
+            )
+        )
         if json_:
             print_json({**report.__dict__, "dry_run": dry_run})
             return

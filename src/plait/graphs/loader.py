@@ -1,5 +1,6 @@
 """From a graph reference (a prebuilt name, ``file.py:attr`` or ``package.module:attr``) to a
-compiled graph with plait's checkpointer."""
+compiled graph with plait's checkpointer.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def is_reference(ref: str) -> bool:
 
 def parse_graph_options(ref: str, pairs: list[str]) -> dict[str, Any]:
     """Typed ``--set`` values: checked against the registry for prebuilt graphs; for authored
-    graphs, parsed as by ``parse_free_options``."""
+    graphs, parsed as by ``parse_free_options``.
+    """
     if not is_reference(ref):
         return get_entry(ref).parse_options(pairs)
     return parse_free_options(pairs)
@@ -113,7 +115,9 @@ def _call_factory(factory: Any, options: dict[str, Any], label: str) -> Any:
 def _import_reference(ref: str) -> Any:
     where, _, attr = ref.rpartition(":")
     if not where or not attr:
-        raise GraphSetupError(f"graph reference {ref!r} must look like path/file.py:attr or module:attr")
+        raise GraphSetupError(
+            f"graph reference {ref!r} must look like path/file.py:attr or module:attr"
+        )
     if where.endswith(".py") or "/" in where or "\\" in where:
         module = _import_file(where)
     else:

@@ -93,35 +93,63 @@ def create_orchestrator_graph(
             f"invalid on_branch_error {on_branch_error!r}; choose one of {BRANCH_ERROR_MODES}"
         )
     schema = plan_schema(roster, min_subtasks, max_subtasks)
-    plan_rules = (f"Use between {min_subtasks} and {max_subtasks} subtasks. "
-                  f"Roster (valid roles): {', '.join(roster)}.")
+    plan_rules = (
+        f"Use between {min_subtasks} and {max_subtasks} subtasks. "
+        f"Roster (valid roles): {', '.join(roster)}."
+    )
 
     async def planner(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
-        reply = await ask_for(runtime, "planner", role_prompt("planner", prompts),
-                              user_prompt(state["task"], rules=plan_rules), schema)
+        reply = await ask_for(
+            runtime,
+            "planner",
+            role_prompt("planner", prompts),
+            user_prompt(state["task"], rules=plan_rules),
+            schema,
+        )
         subtasks = _unique_ids([s.model_dump() for s in reply.value.subtasks])
-        return {"subtasks": subtasks, "usage": reply.usage,
-                "log": [envelope("planner", s["role"], "assign", s["description"],
-                                 correlation_id=s["id"]) for s in subtasks]}
+        return {
+            "subtasks": subtasks,
+            "usage": reply.usage,
+            "log": [
+                envelope("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
+                for s in subtasks
+            ],
+        }
 
     def dispatch(state: OrchestratorState) -> list[Send]:
-        return [Send("worker", WorkerInput(task=state["task"], subtask=s))
-                for s in state["subtasks"]]
+        return [
+            Send("worker", WorkerInput(task=state["task"], subtask=s)) for s in state["subtasks"]
+        ]
 
     async def worker(payload: WorkerInput, runtime: Runtime[PlaitContext]) -> dict:
         sub = payload["subtask"]
         try:
-            reply = await ask(runtime, sub["role"], role_prompt(sub["role"], prompts),
-                              user_prompt(payload["task"], your_subtask=sub["description"]))
+            reply = await ask(
+                runtime,
+                sub["role"],
+                role_prompt(sub["role"], prompts),
+                user_prompt(payload["task"], your_subtask=sub["description"]),
+            )
         except PlaitError as exc:
             if on_branch_error == "fail":
                 raise
-            return {"errors": {sub["id"]: str(exc)},
-                    "log": [envelope(sub["role"], "synthesizer", "failure", str(exc),
-                                     correlation_id=sub["id"])]}
-        return {"outputs": {sub["id"]: reply.value}, "usage": reply.usage,
-                "log": [envelope(sub["role"], "synthesizer", "result", reply.value,
-                                 correlation_id=sub["id"])]}
+            return {
+                "errors": {sub["id"]: str(exc)},
+                "log": [
+                    envelope(
+                        sub["role"], "synthesizer", "failure", str(exc), correlation_id=sub["id"]
+                    )
+                ],
+            }
+        return {
+            "outputs": {sub["id"]: reply.value},
+            "usage": reply.usage,
+            "log": [
+                envelope(
+                    sub["role"], "synthesizer", "result", reply.value, correlation_id=sub["id"]
+                )
+            ],
+        }
 
     async def synthesizer(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
@@ -130,10 +158,17 @@ def create_orchestrator_graph(
             + (outputs[s["id"]] if s["id"] in outputs else f"FAILED: {errors.get(s['id'], '?')}")
             for s in state["subtasks"]
         )
-        reply = await ask(runtime, "synthesizer", role_prompt("synthesizer", prompts),
-                          user_prompt(state["task"], worker_results=results))
-        return {"result": reply.value, "usage": reply.usage,
-                "log": [envelope("synthesizer", "user", "result", reply.value)]}
+        reply = await ask(
+            runtime,
+            "synthesizer",
+            role_prompt("synthesizer", prompts),
+            user_prompt(state["task"], worker_results=results),
+        )
+        return {
+            "result": reply.value,
+            "usage": reply.usage,
+            "log": [envelope("synthesizer", "user", "result", reply.value)],
+        }
 
     builder = StateGraph(OrchestratorState, context_schema=PlaitContext)
     builder.add_node("planner", planner)

@@ -99,8 +99,10 @@ def create_pipeline_graph(
     for index, stage in enumerate(chosen):
         check = (validators or {}).get(stage.name) or _default_validator(stage)
         upstream = chosen[index - 1].name if index else None
-        builder.add_node(stage.name, _stage_node(stage, upstream, check, attempts, prompts,
-                                                 last=index == len(chosen) - 1))
+        builder.add_node(
+            stage.name,
+            _stage_node(stage, upstream, check, attempts, prompts, last=index == len(chosen) - 1),
+        )
         builder.add_edge(previous, stage.name)
         previous = stage.name
     builder.add_edge(previous, END)
@@ -137,8 +139,15 @@ def _default_validator(stage: Stage) -> Validator:
     return matches
 
 
-def _stage_node(stage: Stage, upstream: str | None, check: Validator, attempts: int,
-                prompts: Mapping[str, str] | None, *, last: bool):
+def _stage_node(
+    stage: Stage,
+    upstream: str | None,
+    check: Validator,
+    attempts: int,
+    prompts: Mapping[str, str] | None,
+    *,
+    last: bool,
+):
     instructions = stage.instructions or role_prompt(stage.name, prompts)
 
     async def run_stage(state: PipelineState, runtime: Runtime[PlaitContext]) -> dict:
@@ -155,11 +164,15 @@ def _stage_node(stage: Stage, upstream: str | None, check: Validator, attempts: 
             output = reply.value
             problem = check(output) or ""
             if not problem:
-                update = {"stages": {stage.name: output}, "usage": usage,
-                          "log": [envelope(role, "next stage", "output", output)]}
+                update = {
+                    "stages": {stage.name: output},
+                    "usage": usage,
+                    "log": [envelope(role, "next stage", "output", output)],
+                }
                 return {**update, "result": output} if last else update
-        raise StageFailed(f"stage {stage.name!r} failed validation after {len(agents)} "
-                          f"call(s): {problem}")
+        raise StageFailed(
+            f"stage {stage.name!r} failed validation after {len(agents)} call(s): {problem}"
+        )
 
     run_stage.__name__ = stage.name
     return run_stage

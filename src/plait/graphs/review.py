@@ -64,53 +64,105 @@ def create_review_graph(
         raise GraphSetupError(f"max_iterations must be at least 1, got {max_iterations}")
 
     async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
-        reply = await ask(runtime, "researcher", role_prompt("researcher", prompts),
-                          user_prompt(state["task"]))
-        return {"research": reply.value, "usage": reply.usage,
-                "log": [envelope("researcher", "outliner", "research", reply.value)]}
+        reply = await ask(
+            runtime, "researcher", role_prompt("researcher", prompts), user_prompt(state["task"])
+        )
+        return {
+            "research": reply.value,
+            "usage": reply.usage,
+            "log": [envelope("researcher", "outliner", "research", reply.value)],
+        }
 
     async def outline(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
-        reply = await ask(runtime, "outliner", role_prompt("outliner", prompts),
-                          user_prompt(state["task"], research=state["research"]))
-        return {"outline": reply.value, "usage": reply.usage,
-                "log": [envelope("outliner", "writer", "outline", reply.value)]}
+        reply = await ask(
+            runtime,
+            "outliner",
+            role_prompt("outliner", prompts),
+            user_prompt(state["task"], research=state["research"]),
+        )
+        return {
+            "outline": reply.value,
+            "usage": reply.usage,
+            "log": [envelope("outliner", "writer", "outline", reply.value)],
+        }
 
     async def write(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
-        reply = await ask(runtime, "writer", role_prompt("writer", prompts),
-                          user_prompt(state["task"], research=state["research"],
-                                      outline=state["outline"]))
-        return {"draft": reply.value, "iteration": 0, "usage": reply.usage,
-                "log": [envelope("writer", "reviewer", "draft", reply.value)]}
+        reply = await ask(
+            runtime,
+            "writer",
+            role_prompt("writer", prompts),
+            user_prompt(state["task"], research=state["research"], outline=state["outline"]),
+        )
+        return {
+            "draft": reply.value,
+            "iteration": 0,
+            "usage": reply.usage,
+            "log": [envelope("writer", "reviewer", "draft", reply.value)],
+        }
 
     async def review(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         if human_review:
             decision = ask_human("Approve this draft?", draft=state["draft"])
-            verdict = Review(approved=bool(decision.get("approved")),
-                             feedback=decision.get("feedback") or "")
-            return {"approved": verdict.approved, "feedback": verdict.feedback,
-                    "iteration": state.get("iteration", 0) + 1,
-                    "log": [envelope("human", "writer", "review",
-                                     "approved" if verdict.approved else verdict.feedback)]}
-        reply = await ask_for(runtime, "reviewer", role_prompt("reviewer", prompts),
-                              user_prompt(state["task"], draft=state["draft"]), Review)
+            verdict = Review(
+                approved=bool(decision.get("approved")), feedback=decision.get("feedback") or ""
+            )
+            return {
+                "approved": verdict.approved,
+                "feedback": verdict.feedback,
+                "iteration": state.get("iteration", 0) + 1,
+                "log": [
+                    envelope(
+                        "human",
+                        "writer",
+                        "review",
+                        "approved" if verdict.approved else verdict.feedback,
+                    )
+                ],
+            }
+        reply = await ask_for(
+            runtime,
+            "reviewer",
+            role_prompt("reviewer", prompts),
+            user_prompt(state["task"], draft=state["draft"]),
+            Review,
+        )
         verdict = reply.value
-        return {"approved": verdict.approved, "feedback": verdict.feedback,
-                "iteration": state.get("iteration", 0) + 1, "usage": reply.usage,
-                "log": [envelope("reviewer", "writer", "review",
-                                 "approved" if verdict.approved else verdict.feedback)]}
+        return {
+            "approved": verdict.approved,
+            "feedback": verdict.feedback,
+            "iteration": state.get("iteration", 0) + 1,
+            "usage": reply.usage,
+            "log": [
+                envelope(
+                    "reviewer",
+                    "writer",
+                    "review",
+                    "approved" if verdict.approved else verdict.feedback,
+                )
+            ],
+        }
 
     async def revise(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
-        reply = await ask(runtime, "reviser", role_prompt("reviser", prompts),
-                          user_prompt(state["task"], draft=state["draft"],
-                                      feedback=state["feedback"]))
-        return {"draft": reply.value, "usage": reply.usage,
-                "log": [envelope("reviser", "reviewer", "draft", reply.value)]}
+        reply = await ask(
+            runtime,
+            "reviser",
+            role_prompt("reviser", prompts),
+            user_prompt(state["task"], draft=state["draft"], feedback=state["feedback"]),
+        )
+        return {
+            "draft": reply.value,
+            "usage": reply.usage,
+            "log": [envelope("reviser", "reviewer", "draft", reply.value)],
+        }
 
     def finalize(state: ReviewState) -> dict:
         rounds = state["iteration"]
         who = "a person" if human_review else "the reviewer"
-        reason = (f"approved by {who} after {rounds} review(s)" if state["approved"]
-                  else f"max_iterations ({max_iterations}) reached without approval")
+        reason = (
+            f"approved by {who} after {rounds} review(s)"
+            if state["approved"]
+            else f"max_iterations ({max_iterations}) reached without approval"
+        )
         return {"result": state["draft"], "stop_reason": reason}
 
     def after_review(state: ReviewState) -> Literal["revise", "finalize"]:

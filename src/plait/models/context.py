@@ -58,8 +58,12 @@ class PlaitContext:
 
     def policy_for(self, role: str) -> CallPolicy:
         if role in self.timeout_for:
-            return CallPolicy(self.policy.attempts, self.policy.backoff,
-                              self.policy.max_backoff, self.timeout_for[role])
+            return CallPolicy(
+                self.policy.attempts,
+                self.policy.backoff,
+                self.policy.max_backoff,
+                self.timeout_for[role],
+            )
         return self.policy
 
     def breaker_for(self, model: BaseChatModel) -> CircuitBreaker:
@@ -92,4 +96,6 @@ class PlaitContext:
     def _load(self, choice: str | BaseChatModel) -> BaseChatModel:
         from plait.models.spec import load_chat_model
 
-        return load_chat_model(choice, base_url=self.base_url) if isinstance(choice, str) else choice
+        return (
+            load_chat_model(choice, base_url=self.base_url) if isinstance(choice, str) else choice
+        )

@@ -70,12 +70,16 @@ class ModelPool(BaseChatModel):
     def __init__(self, *, members: Sequence[PoolMember], strategy: str = "round_robin") -> None:
         super().__init__(strategy=strategy)
         if strategy not in STRATEGIES:
-            raise ModelSpecError(f"unknown pool strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+            raise ModelSpecError(
+                f"unknown pool strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            )
         if not members:
             raise ModelSpecError("a model pool needs at least one member")
         for index, member in enumerate(members):
             if member.limit < 1:
-                raise ModelSpecError(f"pool member {index} has limit {member.limit}; it must be at least 1")
+                raise ModelSpecError(
+                    f"pool member {index} has limit {member.limit}; it must be at least 1"
+                )
             member.name = member.name or f"member{index}"
         self._members = list(members)
         self._turn = itertools.cycle(range(len(members)))
@@ -101,7 +105,9 @@ class ModelPool(BaseChatModel):
             candidates = [m for m in self._members if role in m.capabilities]
             if not candidates:
                 served = sorted({c for m in self._members for c in m.capabilities})
-                raise ModelSpecError(f"no pool member serves role {role!r}; members serve {', '.join(served)}")
+                raise ModelSpecError(
+                    f"no pool member serves role {role!r}; members serve {', '.join(served)}"
+                )
         # Fewest in flight relative to the member's limit; the first wins ties, so equal
         # members fill in order and a bigger endpoint takes a bigger share.
         return min(candidates, key=lambda m: m.in_flight / m.limit)
@@ -179,6 +185,6 @@ def load_pool(path: str) -> ModelPool:
         raise ModelSpecError(f"pool file {path!r} is not JSON: {exc.msg}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelSpecError(
-            f"pool file {path!r} must hold {{\"strategy\": ..., \"members\": [{{\"model\": SPEC, "
-            f"\"base_url\"?, \"limit\"?, \"capabilities\"?, \"name\"?}}]}} ({exc})"
+            f'pool file {path!r} must hold {{"strategy": ..., "members": [{{"model": SPEC, '
+            f'"base_url"?, "limit"?, "capabilities"?, "name"?}}]}} ({exc})'
         ) from None

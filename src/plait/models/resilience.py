@@ -47,8 +47,16 @@ def is_transient(exc: BaseException) -> bool:
     """Rate limits, server errors, timeouts and dropped connections: worth another try."""
     from langchain_core import exceptions as lc
 
-    if isinstance(exc, (asyncio.TimeoutError, lc.ModelRateLimitError, lc.ModelConnectionError,
-                        lc.ModelTimeoutError, ConnectionError)):
+    if isinstance(
+        exc,
+        (
+            asyncio.TimeoutError,
+            lc.ModelRateLimitError,
+            lc.ModelConnectionError,
+            lc.ModelTimeoutError,
+            ConnectionError,
+        ),
+    ):
         return True
     status = getattr(exc, "status_code", None)
     return status in (408, 409, 429) or (status is not None and status >= 500)
@@ -108,7 +116,8 @@ class CircuitBreaker:
 
 class BudgetExceeded(Exception):  # noqa: N818 - it is a stop signal, not a fault
     """A budget was reached. Deliberately not a ``PlaitError``: patterns that keep a fan-out
-    going past a failed branch catch ``PlaitError``, and must not swallow a budget stop."""
+    going past a failed branch catch ``PlaitError``, and must not swallow a budget stop.
+    """
 
     exit_code = ExitCode.BUDGET
 
@@ -136,7 +145,9 @@ class Budget:
             ("calls", self.calls, self.max_calls),
         ):
             if limit is not None and spent >= limit:
-                shown = f"${spent:.4f} of ${limit:.2f}" if name == "cost" else f"{spent:,} of {limit:,}"
+                shown = (
+                    f"${spent:.4f} of ${limit:.2f}" if name == "cost" else f"{spent:,} of {limit:,}"
+                )
                 raise BudgetExceeded(f"budget reached: {name} {shown}")
 
     def spend(self, tokens: int, cost: float) -> None:

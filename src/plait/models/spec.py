@@ -47,7 +47,10 @@ def default_model_spec() -> tuple[str, str | None]:
         return spec, None
     if os.environ.get("OPENAI_API_KEY"):
         return OPENAI_DEFAULT, None
-    return "demo", "no model configured (--model, PLAIT_MODEL or OPENAI_API_KEY): using the offline demo model, whose replies are canned"
+    return (
+        "demo",
+        "no model configured (--model, PLAIT_MODEL or OPENAI_API_KEY): using the offline demo model, whose replies are canned",
+    )
 
 
 def load_chat_model(spec: str, *, base_url: str | None = None) -> BaseChatModel:

@@ -111,8 +111,10 @@ def _describe_failure(exc: Exception | None, role: str, skipped: int) -> str:
     from langchain_core import exceptions as lc
 
     if exc is None:
-        return (f"model call for {role!r} failed: every endpoint's circuit breaker is open "
-                "after repeated failures")
+        return (
+            f"model call for {role!r} failed: every endpoint's circuit breaker is open "
+            "after repeated failures"
+        )
     status = getattr(exc, "status_code", None)
     detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, lc.ModelTimeoutError)):

@@ -1,5 +1,6 @@
-"""Turning model replies into pydantic models: native structured output where the model has
-it, otherwise JSON in text, repaired where possible, re-asked with the validation error."""
+"""Turning model replies into pydantic models: the JSON schema goes in the prompt, the JSON in
+the reply is repaired where possible and validated, and a failure is re-asked with the problem.
+"""
 
 from __future__ import annotations
 
