@@ -33,7 +33,7 @@ class CommonState(TypedDict, total=False):
         usage: Tokens, calls, cost and seconds per agent, summed across branches.
         errors: Branch failures kept (not raised) where the pattern allows partial results,
             keyed by branch id.
-        log: The inter-agent messages, as envelopes.
+        log: The latest inter-agent messages (up to ``LOG_WINDOW``), as envelopes.
     """
 
     task: str

@@ -10,6 +10,10 @@ from typing_extensions import TypedDict
 # Long texts are already in the state under their own keys; the log records who said what to
 # whom, so it keeps a bounded preview and the checkpoint stays small.
 PREVIEW_CHARS = 280
+# Every checkpoint stores the whole state, so a log that grew without bound would make a long
+# run's database grow quadratically. The state keeps the latest envelopes; every envelope ever
+# written is still in the checkpoint history (`plait threads history`), once.
+LOG_WINDOW = 100
 
 
 class Envelope(TypedDict):
@@ -41,8 +45,10 @@ def envelope(
 
 
 def append_log(left: list[Envelope] | None, right: list[Envelope] | None) -> list[Envelope]:
-    """Append envelopes, skipping any id already present (a replayed write adds nothing)."""
+    """Append envelopes, skipping any id already present (a replayed write adds nothing), and
+    keep the latest ``LOG_WINDOW``."""
     if not right:
         return list(left or [])
     seen = {e["id"] for e in left or []}
-    return [*(left or []), *(e for e in right if e["id"] not in seen)]
+    merged = [*(left or []), *(e for e in right if e["id"] not in seen)]
+    return merged[-LOG_WINDOW:]
