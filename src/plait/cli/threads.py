@@ -133,27 +133,32 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
 def _usage_table(usage: dict) -> None:
     if not usage:
         return
-    table = Table(
-        "agent",
-        "calls",
-        "input tokens",
-        "output tokens",
-        "seconds",
-        "models",
-        box=None,
-        pad_edge=False,
-    )
+    columns = ("agent", "calls", "input tokens", "output tokens", "cost $", "seconds", "models")
+    table = Table(*columns, box=None, pad_edge=False)
     for agent, u in usage.items():
         models = ", ".join(f"{m}×{n}" for m, n in u.get("models", {}).items())
         table.add_row(
-            agent,
-            str(u.get("calls", 0)),
-            f"{u.get('input_tokens', 0):,}",
-            f"{u.get('output_tokens', 0):,}",
-            f"{u.get('seconds', 0):.2f}",
-            models,
+            *(
+                Text(cell)
+                for cell in (
+                    agent,
+                    str(u.get("calls", 0)),
+                    f"{u.get('input_tokens', 0):,}",
+                    f"{u.get('output_tokens', 0):,}",
+                    f"{u.get('cost', 0.0):.4f}",
+                    f"{u.get('seconds', 0):.2f}",
+                    models,
+                )
+            )
         )
     out.print(table)
+    calls_per_model: dict[str, int] = {}
+    for u in usage.values():
+        for model, calls in u.get("models", {}).items():
+            calls_per_model[model] = calls_per_model.get(model, 0) + calls
+    total = sum(u.get("cost", 0.0) for u in usage.values())
+    served = ", ".join(f"{m} {n}" for m, n in calls_per_model.items())
+    out.print(f"calls per model: {served} · total cost ${total:.4f}", markup=False)
 
 
 @app.command("history")
