@@ -30,9 +30,9 @@ def isolated(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
-    from plait.models import spec
+    from plait.models.spec import clear_model_cache
 
-    spec._load.cache_clear()  # model clients are cached per process; tests change the env
+    clear_model_cache()  # model clients are cached per event loop; tests change the env
     return tmp_path
 
 

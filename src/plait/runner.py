@@ -72,6 +72,10 @@ class BudgetStopped(RunFailed):
 
     exit_code = ExitCode.BUDGET
 
+    def __init__(self, thread_id: str, message: str, limit: str) -> None:
+        super().__init__(thread_id, message)
+        self.limit = limit  # "tokens", "cost" or "calls"
+
 
 async def run(
     graph: str,
@@ -252,9 +256,15 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
                     "node", {"name": chunk["name"], "phase": "start", "tokens": total_tokens(usage)}
                 )
             elif mode == "updates":
+                # Writes replayed on resume come marked as cached; their usage is already in
+                # the snapshot's usage this count started from.
+                replayed = "__metadata__" in chunk
                 for name, update in chunk.items():
+                    if name.startswith("__"):
+                        continue
                     update = update if isinstance(update, dict) else {}
-                    usage = add_usage(usage, update.get("usage"))
+                    if not replayed:
+                        usage = add_usage(usage, update.get("usage"))
                     emit(
                         "node",
                         {
@@ -271,7 +281,7 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
         await database.threads.update(
             thread_id, status="budget", error=str(exc), owner=None, tokens=context.budget.tokens
         )
-        raise BudgetStopped(thread_id, str(exc)) from exc
+        raise BudgetStopped(thread_id, str(exc), exc.limit) from exc
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
         await database.threads.update(thread_id, status="failed", error=message, owner=None)

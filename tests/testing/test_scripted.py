@@ -10,13 +10,18 @@ from langgraph.graph import END, START, StateGraph
 
 from plait.errors import ModelCallError
 from plait.models import PlaitContext
+from plait.models.resilience import CallPolicy
 from plait.nodes import agent_node, ask
 from plait.state import CommonState
 from plait.testing import ScriptedChatModel, ScriptError
 
+# plait retries transient faults (ConnectionError among them) around the scripted model too;
+# a near-zero backoff keeps those retries fast.
+FAST = CallPolicy(attempts=3, backoff=0.001, timeout=5.0)
+
 
 def runtime(model: ScriptedChatModel) -> types.SimpleNamespace:
-    return types.SimpleNamespace(context=PlaitContext(model=model))
+    return types.SimpleNamespace(context=PlaitContext(model=model, policy=FAST))
 
 
 async def say(model: ScriptedChatModel, role: str, prompt: str = "go") -> str:
@@ -59,11 +64,29 @@ async def test_latency_is_awaited_never_slept_blocking(monkeypatch):
 
 async def test_exception_entries_are_raised_and_callable_entries_see_the_messages():
     model = ScriptedChatModel(
-        {"writer": [ConnectionError("boom"), lambda messages: f"saw {messages[-1].content}"]}
+        {"writer": [ValueError("boom"), lambda messages: f"saw {messages[-1].content}"]}
     )
-    with pytest.raises(ModelCallError, match="boom"):
+    # Not a transient fault: one call, no retry, the entry's error named.
+    with pytest.raises(ModelCallError, match="ValueError: boom"):
         await say(model, "writer")
+    assert model.count("writer") == 1
     assert await say(model, "writer", "the task") == "saw the task"
+    model.verify()
+
+
+async def test_a_transient_exception_entry_is_retried_with_the_next_entry():
+    model = ScriptedChatModel({"writer": [ConnectionError("reset"), "after the reset"]})
+    assert await say(model, "writer") == "after the reset"
+    assert model.count("writer") == 2
+    model.verify()
+
+
+async def test_transient_exception_entries_on_every_attempt_fail_with_the_last():
+    model = ScriptedChatModel({"writer": [ConnectionError(f"reset {i}") for i in range(3)]})
+    with pytest.raises(ModelCallError, match="ConnectionError: reset 2") as failure:
+        await say(model, "writer")
+    assert isinstance(failure.value.__cause__, ConnectionError)
+    assert model.count("writer") == FAST.attempts
     model.verify()
 
 

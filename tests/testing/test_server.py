@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from plait.errors import ModelCallError
 from plait.models import PlaitContext
+from plait.models.resilience import CallPolicy
+from plait.models.spec import load_chat_model
 from plait.nodes import ask, ask_for
 from plait.testing import (
     LoopbackServer,
@@ -24,19 +26,28 @@ from plait.testing import (
     text,
 )
 
-# The openai client reads Retry-After: 0 as "no guidance" and backs off ~0.5 s; this header
-# makes retries immediate, which keeps the retry tests fast.
-NOW = {"retry-after-ms": "1"}
+# plait retries (call_model), the client must not (max_retries=0), so the server sees exactly
+# one request per plait attempt. A near-zero backoff keeps the retry tests fast.
+FAST = CallPolicy(attempts=3, backoff=0.001, timeout=5.0)
+ONCE = CallPolicy(attempts=1, timeout=5.0)
 
 
 def client(server: LoopbackServer, **options) -> ChatOpenAI:
-    options.setdefault("max_retries", 2)
-    return ChatOpenAI(model="m", base_url=server.base_url, api_key="k", **options)
+    """The real client as plait builds it for ``openai:m``, or with ``options`` changed."""
+    if not options:
+        return load_chat_model("openai:m", base_url=server.base_url)  # type: ignore[return-value]
+    return ChatOpenAI(model="m", base_url=server.base_url, api_key="k", max_retries=0, **options)
 
 
-async def ask_writer(model: ChatOpenAI, role: str = "writer") -> str:
-    runtime = types.SimpleNamespace(context=PlaitContext(model=model))
+async def ask_writer(model: ChatOpenAI, role: str = "writer", policy: CallPolicy = FAST) -> str:
+    runtime = types.SimpleNamespace(context=PlaitContext(model=model, policy=policy))
     return (await ask(runtime, role, f"You are the {role}. Write.", "Task: a haiku")).value
+
+
+def test_plait_builds_openai_clients_that_do_not_retry_themselves():
+    with LoopbackServer({}) as server:
+        model = client(server)
+    assert model.max_retries == 0
 
 
 async def test_text_reply_with_usage_and_echoed_model():
@@ -60,37 +71,39 @@ async def test_429_with_retry_after_then_success_is_retried_once():
     assert [r.kind for r in server.requests] == ["status", "text"]
 
 
-async def test_500_after_every_retry_maps_to_model_call_error():
+async def test_500_on_every_attempt_maps_to_model_call_error():
     with (
-        LoopbackServer({"writer": [status(500, headers=NOW)] * 3}) as server,
+        LoopbackServer({"writer": [status(500)] * 3}) as server,
         pytest.raises(ModelCallError, match="HTTP 500") as failure,
     ):
-        await ask_writer(client(server, max_retries=2))
-    assert server.count() == 3
+        await ask_writer(client(server))
+    assert server.count() == 3  # plait's 3 attempts, and no client retries on top
     assert "'writer'" in str(failure.value)
+    assert "still after retries" in str(failure.value)
+    assert isinstance(failure.value.__cause__, openai.InternalServerError)
 
 
 async def test_401_is_not_retried_and_names_the_key():
     with (
         LoopbackServer({"writer": [status(401)]}) as server,
-        pytest.raises(ModelCallError, match="HTTP 401"),
+        pytest.raises(ModelCallError, match="rejected the API key \\(HTTP 401\\)"),
     ):
         await ask_writer(client(server))
     assert server.count() == 1
 
 
-async def test_404_names_the_model_problem():
+async def test_404_is_not_retried_and_names_the_model_problem():
     with (
         LoopbackServer({"writer": [status(404)]}) as server,
-        pytest.raises(ModelCallError, match="HTTP 404"),
+        pytest.raises(ModelCallError, match="does not know the model \\(HTTP 404\\)"),
     ):
         await ask_writer(client(server))
     assert server.count() == 1
 
 
-async def test_error_bodies_are_openai_shaped():
+async def test_error_bodies_are_openai_shaped_and_carry_their_headers():
     with (
-        LoopbackServer({"writer": [status(429, headers={"x-should-retry": "false"})]}) as server,
+        LoopbackServer({"writer": [status(429, headers={"Retry-After": "7"})]}) as server,
         pytest.raises(openai.RateLimitError) as failure,
     ):
         await client(server).ainvoke([SystemMessage("You are the writer.")])
@@ -99,36 +112,57 @@ async def test_error_bodies_are_openai_shaped():
         "type": "rate_limit_error",
         "code": None,
     }
+    assert failure.value.response.headers["retry-after"] == "7"
+    assert server.count() == 1
 
 
-async def test_malformed_body_is_a_model_call_error():
+async def test_malformed_body_is_a_model_call_error_and_not_retried():
     with (
         LoopbackServer({"writer": [malformed()]}) as server,
-        pytest.raises(ModelCallError, match="'writer'") as failure,
+        pytest.raises(ModelCallError, match="'writer'.*body that is not JSON") as failure,
     ):
         await ask_writer(client(server))
-    # The openai client does not wrap a body it cannot parse, nor retry it.
+    # The openai client does not wrap a body it cannot parse, and plait does not count a
+    # JSONDecodeError as transient.
     assert isinstance(failure.value.__cause__, json.JSONDecodeError)
     assert server.count() == 1
 
 
 async def test_dropped_connection_is_retried_then_a_connection_error():
     with (
-        LoopbackServer({"writer": [drop(), drop()]}) as server,
-        pytest.raises(ModelCallError, match="(?i)connection error") as failure,
+        LoopbackServer({"writer": [drop(), drop(), drop()]}) as server,
+        pytest.raises(ModelCallError, match="cannot reach the model endpoint") as failure,
     ):
-        await ask_writer(client(server, max_retries=1))
+        await ask_writer(client(server))
     assert isinstance(failure.value.__cause__, openai.APIConnectionError)
+    assert server.count() == 3
+
+
+async def test_a_dropped_connection_then_an_answer_is_retried_once():
+    with LoopbackServer({"writer": [drop(), "ok"]}) as server:
+        assert await ask_writer(client(server)) == "ok"
+    assert [r.kind for r in server.requests] == ["drop", "text"]
+
+
+async def test_a_reply_slower_than_plaits_timeout_is_retried_then_a_timeout_error():
+    policy = CallPolicy(attempts=2, backoff=0.001, timeout=0.1)
+    with (
+        LoopbackServer({"writer": [text("late", delay=0.3)] * 2}) as server,
+        pytest.raises(ModelCallError, match="did not answer in time") as failure,
+    ):
+        await ask_writer(client(server), policy=policy)
+    assert isinstance(failure.value.__cause__, TimeoutError)
     assert server.count() == 2
 
 
-async def test_a_reply_slower_than_the_timeout_is_a_timeout_error():
+async def test_a_reply_slower_than_the_clients_own_timeout_is_a_timeout_error():
     with (
         LoopbackServer({"writer": [text("late", delay=0.3)]}) as server,
-        pytest.raises(ModelCallError, match="(?i)time") as failure,
+        pytest.raises(ModelCallError, match="did not answer in time") as failure,
     ):
-        await ask_writer(client(server, timeout=0.1, max_retries=0))
+        await ask_writer(client(server, timeout=0.1), policy=ONCE)
     assert isinstance(failure.value.__cause__, openai.APITimeoutError)
+    assert server.count() == 1
 
 
 async def test_role_comes_from_the_first_system_message():
@@ -151,12 +185,12 @@ async def test_role_comes_from_the_first_system_message():
 async def test_exhausted_script_answers_500_and_fails_verify():
     server = LoopbackServer({"writer": ["one"]}).start()
     try:
-        model = client(server, max_retries=0)
-        assert await ask_writer(model) == "one"
+        model = client(server)
+        assert await ask_writer(model, policy=ONCE) == "one"
         with pytest.raises(ModelCallError, match="HTTP 500"):
-            await ask_writer(model)
+            await ask_writer(model, policy=ONCE)
         with pytest.raises(ModelCallError):
-            await ask_writer(model, "critic")
+            await ask_writer(model, "critic", policy=ONCE)
     finally:
         server.stop()
     assert server.violations == [
@@ -192,7 +226,7 @@ async def test_concurrent_requests_are_all_answered():
         return text(f"answer to {body['messages'][-1]['content']}", delay=0.2)
 
     with LoopbackServer(responder) as server:
-        model = client(server, max_retries=0)
+        model = client(server)
         prompts = [f"q{i}" for i in range(16)]
         replies = await asyncio.gather(
             *(

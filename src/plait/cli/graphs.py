@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from plait.cli.options import JsonOpt
 from plait.cli.output import cli_errors, out, print_json
 from plait.graphs.registry import GRAPHS, RUN_OPTIONS, get_entry
 
@@ -26,9 +27,7 @@ def _option_rows(name: str) -> list[dict]:
 @app.callback(invoke_without_command=True)
 def list_graphs(
     ctx: typer.Context,
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout.")
-    ] = False,
+    json_: JsonOpt = False,
 ) -> None:
     """List the prebuilt graphs with a one-line summary."""
     if ctx.invoked_subcommand:
@@ -59,9 +58,7 @@ def show(
     ascii_: Annotated[
         bool, typer.Option("--ascii", help="Draw the graph as text instead of mermaid.")
     ] = False,
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout.")
-    ] = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Print a graph's topology (mermaid, or an ASCII drawing) and the options --set accepts."""
     from plait.graphs.loader import build_graph

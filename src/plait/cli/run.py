@@ -209,7 +209,7 @@ def _finish(start, progress: Progress, json_: bool) -> None:
         budget = exc.exit_code == ExitCode.BUDGET
         label = "[yellow]stopped:[/]" if budget else "[red]error:[/]"
         err.print(f"{label} {escape(str(exc))}")
-        hint = " with a larger budget, e.g. --max-tokens N" if budget else ""
+        hint = f" with a larger budget: --max-{exc.limit} N" if budget else ""
         err.print(f"the thread is saved; continue it{hint}: plait resume {exc.thread_id}")
         if json_:
             print_json(

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from plait.cli.options import DbOpt, JsonOpt
 from plait.cli.output import cli_errors, out, print_json
-from plait.errors import ThreadError
+from plait.errors import PlaitError, ThreadError
 
 app = typer.Typer(
     help="List, inspect and delete saved threads; `plait threads path` finds the file."
@@ -97,8 +97,7 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
 
     async def work(database) -> tuple[Any, dict]:
         record = await _record(database, thread_id)
-        saved = await database.saver.aget_tuple({"configurable": {"thread_id": thread_id}})
-        return record, dict(saved.checkpoint["channel_values"]) if saved else {}
+        return record, await _state(database, record)
 
     with cli_errors():
         record, values = asyncio.run(_with_db(db, work))
@@ -128,6 +127,23 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
             out.print(f"stopped: {values['stop_reason']}", markup=False)
         if values.get("result") is not None:
             out.print("\n" + values["result"], markup=False)
+
+
+async def _state(database, record) -> dict[str, Any]:
+    """The thread's state as the graph sees it: the last checkpoint plus the writes of
+    branches that finished in the step that then stopped (a failure, a budget).
+    """
+    from plait.graphs.loader import build_graph
+    from plait.settings import RunSettings
+
+    config = {"configurable": {"thread_id": record.thread_id}}
+    try:
+        options = RunSettings.from_stored(record.settings).options
+        app = build_graph(record.graph, options, database.saver)
+    except PlaitError:  # the graph's file is gone: the last checkpoint alone still tells a lot
+        saved = await database.saver.aget_tuple(config)
+        return dict(saved.checkpoint["channel_values"]) if saved else {}
+    return dict((await app.aget_state(config)).values)
 
 
 def _usage_table(usage: dict) -> None:

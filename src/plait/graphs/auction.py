@@ -19,8 +19,10 @@ from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
+from plait.graphs.checks import check_subtask_range, check_unique
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.branch import branch_update, unique_ids
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
@@ -167,12 +169,8 @@ def create_auction_graph(
     bidders = tuple(bidders)
     if not bidders or not all(isinstance(b, str) and b.strip() for b in bidders):
         raise GraphSetupError(f"an auction needs at least one named bidder, got {list(bidders)}")
-    if len(set(bidders)) != len(bidders):
-        raise GraphSetupError(f"bidder names must be unique, got {', '.join(bidders)}")
-    if not 1 <= min_subtasks <= max_subtasks:
-        raise GraphSetupError(
-            f"need 1 <= min_subtasks <= max_subtasks, got {min_subtasks} and {max_subtasks}"
-        )
+    check_unique("bidder", bidders)
+    check_subtask_range(min_subtasks, max_subtasks)
     texts = {**PROMPTS, **(prompts or {})}
     # The planner only splits; roles are settled by bidding, so its plan has no role field.
     subtask = create_model(
@@ -272,12 +270,9 @@ def create_auction_graph(
 
     async def execute(payload: ExecuteInput, runtime: Runtime[PlaitContext]) -> dict:
         name, lot = payload["agent"], payload["lot"]
-        reply = await ask(runtime, name, role_prompt(name, texts), _work_prompt(payload))
-        return {
-            "outputs": {lot["id"]: reply.value},
-            "usage": reply.usage,
-            "log": [envelope(name, "auctioneer", "result", reply.value, correlation_id=lot["id"])],
-        }
+        call = ask(runtime, name, role_prompt(name, texts), _work_prompt(payload))
+        # No fail policy here: a failed lot stops the run; resume re-runs the lots not done.
+        return await branch_update(lot["id"], name, "auctioneer", call, keep_going=False)
 
     async def finish(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
         lots, awards, outputs = state["lots"], state["awards"], state.get("outputs", {})
@@ -355,12 +350,8 @@ def _stop_reason(lots: list[Lot], awards: Mapping[str, Award], bids: Mapping[str
 def _unique_ids(subtasks: list[dict[str, str]]) -> list[Lot]:
     # Bids and outputs are keyed by lot id, so two subtasks sharing one would overwrite each
     # other; WHOLE_TASK is reserved too.
-    seen = {WHOLE_TASK}
-    lots = []
-    for index, sub in enumerate(subtasks, 1):
-        lot_id = sub["id"].strip() or f"s{index}"
-        if lot_id in seen:
-            lot_id = f"{lot_id}-{index}"
-        seen.add(lot_id)
-        lots.append(Lot(id=lot_id, description=sub["description"]))
-    return lots
+    ids = unique_ids((sub["id"] for sub in subtasks), taken=[WHOLE_TASK])
+    return [
+        Lot(id=lot_id, description=sub["description"])
+        for lot_id, sub in zip(ids, subtasks, strict=True)
+    ]

@@ -19,7 +19,6 @@ which.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -31,6 +30,7 @@ from pydantic import Field, create_model
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
+from plait.graphs.checks import NODE_NAME, check_at_least, check_unique
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -331,8 +331,7 @@ def _render(board: Mapping[str, Entry]) -> str:
 
 
 def _check(sources, goal, max_rounds, policy) -> list[KnowledgeSource]:
-    if max_rounds < 1:
-        raise GraphSetupError(f"max_rounds must be at least 1, got {max_rounds}")
+    check_at_least("max_rounds", max_rounds, 1)
     if policy not in CONFLICT_POLICIES:
         raise GraphSetupError(
             f"invalid conflict_policy {policy!r}; choose one of {', '.join(CONFLICT_POLICIES)}"
@@ -342,14 +341,13 @@ def _check(sources, goal, max_rounds, policy) -> list[KnowledgeSource]:
         raise GraphSetupError("a blackboard needs at least one knowledge source")
     names = [s.name for s in chosen]
     for s in chosen:
-        if not re.fullmatch(r"[A-Za-z][\w-]*", s.name):
+        if not NODE_NAME.fullmatch(s.name):
             raise GraphSetupError(f"invalid source name {s.name!r}: use letters, digits, _ or -")
         if not s.writes:
             raise GraphSetupError(f"source {s.name!r} must name the entry it writes")
         if s.writes in s.needs:
             raise GraphSetupError(f"source {s.name!r} needs the entry it writes ({s.writes!r})")
-    if len(set(names)) != len(names):
-        raise GraphSetupError(f"source names must be unique, got {', '.join(names)}")
+    check_unique("source", names)
     written = sorted({s.writes for s in chosen})
     if goal not in written:
         raise GraphSetupError(

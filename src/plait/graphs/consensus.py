@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
+from plait.graphs.checks import check_at_least, check_choice
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -196,10 +197,8 @@ def create_consensus_graph(
         ``app = create_consensus_graph(voters=5, method="weighted", threshold=0.7).compile()``
 
     """
-    if voters < 2:
-        raise GraphSetupError(f"voters must be at least 2, got {voters}")
-    if method not in METHODS:
-        raise GraphSetupError(f"invalid method {method!r}; choose one of {METHODS}")
+    check_at_least("voters", voters, 2)
+    check_choice("method", method, METHODS)
     quorum = quorum or voters // 2 + 1
     if not 1 <= quorum <= voters:
         raise GraphSetupError(

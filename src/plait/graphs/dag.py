@@ -19,10 +19,12 @@ from langgraph.types import Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from plait.errors import GraphSetupError, PlaitError, StructuredOutputError
-from plait.graphs.orchestrator import DEFAULT_ROSTER, Subtask, plan_schema
+from plait.errors import GraphSetupError, StructuredOutputError
+from plait.graphs.checks import check_at_least, check_choice, check_subtask_range
+from plait.graphs.orchestrator import DEFAULT_ROSTER, Subtask, plan_schema, subtask_results
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.branch import branch_update
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
@@ -233,16 +235,9 @@ def create_dag_graph(
     roster = tuple(roster)
     if not roster:
         raise GraphSetupError("roster must name at least one worker role")
-    if not 1 <= min_subtasks <= max_subtasks:
-        raise GraphSetupError(
-            f"need 1 <= min_subtasks <= max_subtasks, got {min_subtasks} and {max_subtasks}"
-        )
-    if failure_policy not in FAILURE_POLICIES:
-        raise GraphSetupError(
-            f"invalid failure_policy {failure_policy!r}; choose one of {FAILURE_POLICIES}"
-        )
-    if plan_attempts < 1:
-        raise GraphSetupError(f"plan_attempts must be at least 1, got {plan_attempts}")
+    check_subtask_range(min_subtasks, max_subtasks)
+    check_choice("failure_policy", failure_policy, FAILURE_POLICIES)
+    check_at_least("plan_attempts", plan_attempts, 1)
     prompts = {**PROMPTS, **(prompts or {})}
     schema = dag_plan_schema(roster, min_subtasks, max_subtasks)
     plan_rules = (
@@ -320,31 +315,15 @@ def create_dag_graph(
         sections = {"your_subtask": sub["description"]}
         if payload["dependency_outputs"]:
             sections["outputs_of_its_dependencies"] = payload["dependency_outputs"]
-        try:
-            reply = await ask(
-                runtime,
-                sub["role"],
-                role_prompt(sub["role"], prompts),
-                user_prompt(payload["task"], **sections),
-            )
-        except PlaitError as exc:
-            if failure_policy == "fail_fast":
-                raise
-            return {
-                "errors": {sub["id"]: str(exc)},
-                "log": [
-                    envelope(
-                        sub["role"], "scheduler", "failure", str(exc), correlation_id=sub["id"]
-                    )
-                ],
-            }
-        return {
-            "outputs": {sub["id"]: reply.value},
-            "usage": reply.usage,
-            "log": [
-                envelope(sub["role"], "scheduler", "result", reply.value, correlation_id=sub["id"])
-            ],
-        }
+        call = ask(
+            runtime,
+            sub["role"],
+            role_prompt(sub["role"], prompts),
+            user_prompt(payload["task"], **sections),
+        )
+        return await branch_update(
+            sub["id"], sub["role"], "scheduler", call, keep_going=failure_policy != "fail_fast"
+        )
 
     async def synthesizer(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
@@ -357,9 +336,7 @@ def create_dag_graph(
                 return f"SKIPPED: {skipped[sub['id']]}"
             return f"FAILED: {errors.get(sub['id'], '?')}"
 
-        results = "\n\n".join(
-            f"[{s['id']} · {s['role']}] {s['description']}\n{report(s)}" for s in state["subtasks"]
-        )
+        results = subtask_results(state["subtasks"], report)
         reply = await ask(
             runtime,
             "synthesizer",
@@ -401,11 +378,7 @@ def _as_subtask(step: BaseModel) -> DagSubtask:
 def _dependency_text(
     sub: DagSubtask, by_id: Mapping[str, DagSubtask], outputs: Mapping[str, str]
 ) -> str:
-    sections = []
-    for dep in sub["depends_on"]:
-        source = by_id[dep]
-        sections.append(f"[{dep} · {source['role']}] {source['description']}\n{outputs[dep]}")
-    return "\n\n".join(sections)
+    return subtask_results([by_id[dep] for dep in sub["depends_on"]], lambda s: outputs[s["id"]])
 
 
 def _stop_reason(

@@ -19,10 +19,11 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError, PlaitError
-from plait.graphs.orchestrator import BRANCH_ERROR_MODES
+from plait.graphs.checks import check_at_least, check_choice
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.prompts import role_prompt
+from plait.nodes.branch import BRANCH_ERROR_MODES, branch_failure
+from plait.nodes.prompts import member_prompt, role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
 
@@ -80,16 +81,6 @@ class DebaterInput(TypedDict):
     others: dict[str, Argument]
 
 
-def member_prompt(role: str, kind: str, prompts: Mapping[str, str]) -> str:
-    """Instructions for one of several agents of a kind (``debater_2`` of ``debater``).
-
-    An override for that agent wins; else the kind's text, with ``{role}`` filled in.
-    """
-    if role in prompts:
-        return prompts[role]
-    return prompts[kind].replace("{role}", role)
-
-
 def create_debate_graph(
     *,
     debaters: int | None = None,
@@ -122,12 +113,8 @@ def create_debate_graph(
 
     """
     stances = _stances(debaters, positions)
-    if rounds < 1:
-        raise GraphSetupError(f"rounds must be at least 1, got {rounds}")
-    if on_branch_error not in BRANCH_ERROR_MODES:
-        raise GraphSetupError(
-            f"invalid on_branch_error {on_branch_error!r}; choose one of {BRANCH_ERROR_MODES}"
-        )
+    check_at_least("rounds", rounds, 1)
+    check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     texts = {**PROMPTS, **(prompts or {})}
     names = list(stances)
 
@@ -162,10 +149,7 @@ def create_debate_graph(
         except PlaitError as exc:
             if on_branch_error == "fail":
                 raise
-            return {
-                "errors": {key: str(exc)},
-                "log": [envelope(name, "judge", "failure", str(exc), correlation_id=key)],
-            }
+            return branch_failure(key, name, "judge", exc)
         argument = Argument(
             debater=name, position=payload["position"], round=number, text=reply.value
         )

@@ -21,9 +21,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 from typing_extensions import TypedDict
 
-from plait.errors import GraphSetupError, PlaitError, UsageError
+from plait.errors import PlaitError, UsageError
+from plait.graphs.checks import check_at_least, check_choice
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, user_prompt
+from plait.nodes.branch import branch_update
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
@@ -171,12 +173,9 @@ def create_map_reduce_graph(
     Example:
         ``app = create_map_reduce_graph(mode="document", chunk_size=2000).compile()``
     """
-    if mode not in MODES:
-        raise GraphSetupError(f"invalid mode {mode!r}; choose one of {MODES}")
-    if chunk_size < 1:
-        raise GraphSetupError(f"chunk_size must be at least 1, got {chunk_size}")
-    if reduce_chars < 1:
-        raise GraphSetupError(f"reduce_chars must be at least 1, got {reduce_chars}")
+    check_choice("mode", mode, MODES)
+    check_at_least("chunk_size", chunk_size, 1)
+    check_at_least("reduce_chars", reduce_chars, 1)
     prompts = {**PROMPTS, **(prompts or {})}
 
     def split(state: MapReduceState) -> dict:
@@ -201,23 +200,16 @@ def create_map_reduce_graph(
     async def mapper(payload: MapInput, runtime: Runtime[PlaitContext]) -> dict:
         key = str(payload["number"])
         item = f"(item {key} of {payload['count']})\n{payload['item']}"
-        try:
-            reply = await ask(
-                runtime,
-                "mapper",
-                role_prompt("mapper", prompts),
-                user_prompt(payload["instruction"], your_item=item),
-            )
-        except PlaitError as exc:
-            return {
-                "errors": {key: str(exc)},
-                "log": [envelope("mapper", "reducer", "failure", str(exc), correlation_id=key)],
-            }
-        return {
-            "mapped": {key: reply.value},
-            "usage": reply.usage,
-            "log": [envelope("mapper", "reducer", "result", reply.value, correlation_id=key)],
-        }
+        call = ask(
+            runtime,
+            "mapper",
+            role_prompt("mapper", prompts),
+            user_prompt(payload["instruction"], your_item=item),
+        )
+        # No fail policy here: a failed item is recorded and the final reducer names it.
+        return await branch_update(
+            key, "mapper", "reducer", call, keep_going=True, output_key="mapped"
+        )
 
     def collect(state: MapReduceState) -> dict:
         plan = state.get("reduce_plan", [])

@@ -6,8 +6,8 @@ id, so a worker that re-runs on resume replaces its output rather than adding on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Annotated, Literal, TypeVar
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -15,15 +15,16 @@ from langgraph.types import Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from plait.errors import GraphSetupError, PlaitError
+from plait.errors import GraphSetupError
+from plait.graphs.checks import check_choice, check_subtask_range
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.branch import BRANCH_ERROR_MODES, branch_update, unique_ids
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
 
 DEFAULT_ROSTER = ("researcher", "analyst", "coder", "writer", "reviewer", "qa_tester")
-BRANCH_ERROR_MODES = ("fail", "continue")
 
 
 class Subtask(TypedDict):
@@ -59,6 +60,20 @@ def plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int) -> 
     )
 
 
+S = TypeVar("S", bound=Subtask)
+
+
+def subtask_results(subtasks: Iterable[S], report: Callable[[S], str]) -> str:
+    """Subtasks as the agent that reads their outputs is sent them.
+
+    Each is a line with its id, role and description, then ``report(subtask)``: its output, or
+    why there is none. Blank lines separate them.
+    """
+    return "\n\n".join(
+        f"[{s['id']} · {s['role']}] {s['description']}\n{report(s)}" for s in subtasks
+    )
+
+
 def create_orchestrator_graph(
     *,
     roster: Sequence[str] = DEFAULT_ROSTER,
@@ -84,14 +99,8 @@ def create_orchestrator_graph(
     roster = tuple(roster)
     if not roster:
         raise GraphSetupError("roster must name at least one worker role")
-    if not 1 <= min_subtasks <= max_subtasks:
-        raise GraphSetupError(
-            f"need 1 <= min_subtasks <= max_subtasks, got {min_subtasks} and {max_subtasks}"
-        )
-    if on_branch_error not in BRANCH_ERROR_MODES:
-        raise GraphSetupError(
-            f"invalid on_branch_error {on_branch_error!r}; choose one of {BRANCH_ERROR_MODES}"
-        )
+    check_subtask_range(min_subtasks, max_subtasks)
+    check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     schema = plan_schema(roster, min_subtasks, max_subtasks)
     plan_rules = (
         f"Use between {min_subtasks} and {max_subtasks} subtasks. "
@@ -123,41 +132,25 @@ def create_orchestrator_graph(
 
     async def worker(payload: WorkerInput, runtime: Runtime[PlaitContext]) -> dict:
         sub = payload["subtask"]
-        try:
-            reply = await ask(
-                runtime,
-                sub["role"],
-                role_prompt(sub["role"], prompts),
-                user_prompt(payload["task"], your_subtask=sub["description"]),
-            )
-        except PlaitError as exc:
-            if on_branch_error == "fail":
-                raise
-            return {
-                "errors": {sub["id"]: str(exc)},
-                "log": [
-                    envelope(
-                        sub["role"], "synthesizer", "failure", str(exc), correlation_id=sub["id"]
-                    )
-                ],
-            }
-        return {
-            "outputs": {sub["id"]: reply.value},
-            "usage": reply.usage,
-            "log": [
-                envelope(
-                    sub["role"], "synthesizer", "result", reply.value, correlation_id=sub["id"]
-                )
-            ],
-        }
+        call = ask(
+            runtime,
+            sub["role"],
+            role_prompt(sub["role"], prompts),
+            user_prompt(payload["task"], your_subtask=sub["description"]),
+        )
+        return await branch_update(
+            sub["id"], sub["role"], "synthesizer", call, keep_going=on_branch_error != "fail"
+        )
 
     async def synthesizer(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
-        results = "\n\n".join(
-            f"[{s['id']} · {s['role']}] {s['description']}\n"
-            + (outputs[s["id"]] if s["id"] in outputs else f"FAILED: {errors.get(s['id'], '?')}")
-            for s in state["subtasks"]
-        )
+
+        def report(sub: Subtask) -> str:
+            if sub["id"] in outputs:
+                return outputs[sub["id"]]
+            return f"FAILED: {errors.get(sub['id'], '?')}"
+
+        results = subtask_results(state["subtasks"], report)
         reply = await ask(
             runtime,
             "synthesizer",
@@ -183,12 +176,8 @@ def create_orchestrator_graph(
 
 def _unique_ids(subtasks: list[dict]) -> list[Subtask]:
     # Outputs merge by id, so two subtasks sharing an id would overwrite each other.
-    seen: set[str] = set()
-    unique = []
-    for index, sub in enumerate(subtasks, 1):
-        sid = sub["id"].strip() or f"s{index}"
-        if sid in seen:
-            sid = f"{sid}-{index}"
-        seen.add(sid)
-        unique.append(Subtask(id=sid, role=sub["role"], description=sub["description"]))
-    return unique
+    ids = unique_ids(sub["id"] for sub in subtasks)
+    return [
+        Subtask(id=sid, role=sub["role"], description=sub["description"])
+        for sid, sub in zip(ids, subtasks, strict=True)
+    ]

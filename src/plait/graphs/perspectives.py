@@ -19,11 +19,11 @@ from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError, PlaitError
-from plait.graphs.debate import member_prompt
-from plait.graphs.orchestrator import BRANCH_ERROR_MODES
+from plait.graphs.checks import check_choice
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, user_prompt
-from plait.nodes.prompts import role_prompt
+from plait.nodes.branch import BRANCH_ERROR_MODES
+from plait.nodes.prompts import member_prompt, role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
 
@@ -110,10 +110,7 @@ def create_perspectives_graph(
         raise GraphSetupError(
             f"branch_timeout must be 0 (no limit) or more seconds, got {branch_timeout:g}"
         )
-    if on_branch_error not in BRANCH_ERROR_MODES:
-        raise GraphSetupError(
-            f"invalid on_branch_error {on_branch_error!r}; choose one of {BRANCH_ERROR_MODES}"
-        )
+    check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     texts = {**PROMPTS, **(prompts or {})}
 
     def dispatch(state: PerspectivesState) -> list[Send]:

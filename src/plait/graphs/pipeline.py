@@ -17,6 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from plait.errors import GraphSetupError, PlaitError
+from plait.graphs.checks import NODE_NAME, check_at_least, check_unique
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -112,18 +113,16 @@ def create_pipeline_graph(
 def _check(stages: list[Stage], attempts: int) -> None:
     if not stages:
         raise GraphSetupError("a pipeline needs at least one stage")
-    if attempts < 1:
-        raise GraphSetupError(f"attempts must be at least 1, got {attempts}")
+    check_at_least("attempts", attempts, 1)
     names = [s.name for s in stages]
     reserved = set(PipelineState.__annotations__) | set(CommonState.__annotations__)
     for name in names:
-        if not re.fullmatch(r"[A-Za-z][\w-]*", name) or name in reserved:
+        if not NODE_NAME.fullmatch(name) or name in reserved:
             raise GraphSetupError(
                 f"invalid stage name {name!r}: use letters, digits, _ or -, and none of "
                 f"{', '.join(sorted(reserved))}"
             )
-    if len(set(names)) != len(names):
-        raise GraphSetupError(f"stage names must be unique, got {', '.join(names)}")
+    check_unique("stage", names)
 
 
 def _default_validator(stage: Stage) -> Validator:

@@ -130,7 +130,17 @@ class GraphEntry:
         return parsed
 
 
-_ROSTER = "researcher,analyst,coder,writer,reviewer,qa_tester"
+# Options more than one graph takes, defined once so their text cannot drift apart.
+_PLAN_OPTIONS = (
+    Option("min_subtasks", "int", 3, "fewest subtasks the plan may have", minimum=1),
+    Option("max_subtasks", "int", 7, "most subtasks the plan may have", minimum=1),
+    Option(
+        "roster",
+        "list",
+        ["researcher", "analyst", "coder", "writer", "reviewer", "qa_tester"],
+        "worker roles the planner may assign",
+    ),
+)
 _ON_ERROR = Option(
     "on_branch_error",
     "str",
@@ -155,12 +165,7 @@ GRAPHS: dict[str, GraphEntry] = {
             "orchestrator",
             "a planner splits the task, workers run the subtasks in parallel, a synthesizer joins them",
             "plait.graphs.orchestrator:create_orchestrator_graph",
-            (
-                Option("min_subtasks", "int", 3, "fewest subtasks the plan may have", minimum=1),
-                Option("max_subtasks", "int", 7, "most subtasks the plan may have", minimum=1),
-                Option("roster", "list", _ROSTER.split(","), "worker roles the planner may assign"),
-                _ON_ERROR,
-            ),
+            (*_PLAN_OPTIONS, _ON_ERROR),
         ),
         GraphEntry(
             "pipeline",
@@ -418,9 +423,7 @@ GRAPHS: dict[str, GraphEntry] = {
             "subtasks with dependencies run in waves, each sent only its dependencies' outputs",
             "plait.graphs.dag:create_dag_graph",
             (
-                Option("min_subtasks", "int", 3, "fewest subtasks the plan may have", minimum=1),
-                Option("max_subtasks", "int", 7, "most subtasks the plan may have", minimum=1),
-                Option("roster", "list", _ROSTER.split(","), "worker roles the planner may assign"),
+                *_PLAN_OPTIONS,
                 Option(
                     "failure_policy",
                     "str",

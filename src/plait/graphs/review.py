@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from plait.errors import GraphSetupError
+from plait.graphs.checks import check_at_least
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.human import ask_human
@@ -60,8 +60,7 @@ def create_review_graph(
     Example:
         ``app = create_review_graph(max_iterations=2).compile(checkpointer=saver)``
     """
-    if max_iterations < 1:
-        raise GraphSetupError(f"max_iterations must be at least 1, got {max_iterations}")
+    check_at_least("max_iterations", max_iterations, 1)
 
     async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask(

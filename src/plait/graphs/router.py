@@ -11,14 +11,14 @@ is classifier -> data_query.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, create_model
 
 from plait.errors import GraphSetupError
+from plait.graphs.checks import check_node_names
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -38,34 +38,12 @@ PROMPTS = {
     "general": "You are the general assistant. Answer the request directly and concisely.",
 }
 
-_NODE_NAME = re.compile(r"[A-Za-z][\w-]*")
-
 
 class RouterState(CommonState, total=False):
     route: str
     routed_by: str  # "classifier" or "fallback"
     route_reason: str
     classification: dict  # the classifier's reply: route, confidence, reason
-
-
-def check_node_names(what: str, names: Sequence[str], reserved: Iterable[str]) -> tuple[str, ...]:
-    """Names that each become a graph node: non-empty, unique, plain, and not ``reserved``.
-
-    Raises:
-        GraphSetupError: naming the bad value and what is allowed.
-    """
-    names, reserved = tuple(names), set(reserved) | {START, END}
-    if not names:
-        raise GraphSetupError(f"need at least one {what}")
-    for name in names:
-        if not _NODE_NAME.fullmatch(name) or name in reserved:
-            raise GraphSetupError(
-                f"invalid {what} name {name!r}: use letters, digits, _ or -, starting with a "
-                f"letter, and none of {', '.join(sorted(reserved))}"
-            )
-    if len(set(names)) < len(names):
-        raise GraphSetupError(f"{what} names must be unique, got {', '.join(names)}")
-    return names
 
 
 def route_schema(routes: Sequence[str]) -> type[BaseModel]:

@@ -24,8 +24,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from plait.errors import GraphSetupError
-from plait.graphs.router import check_node_names
+from plait.graphs.checks import check_at_least, check_node_names
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -130,8 +129,7 @@ def create_supervisor_graph(
         specialists,
         {"supervisor", "synthesizer", FINISH, *SupervisorState.__annotations__},
     )
-    if max_steps < 1:
-        raise GraphSetupError(f"max_steps must be at least 1, got {max_steps}")
+    check_at_least("max_steps", max_steps, 1)
     merged = {**PROMPTS, **(prompts or {})}
     plan_schema, decision_schema = decision_schemas(specialists)
     roster = f"Specialists: {', '.join(specialists)}. At most {max_steps} steps in all."

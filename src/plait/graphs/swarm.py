@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
-from plait.graphs.router import check_node_names
+from plait.graphs.checks import check_at_least, check_node_names
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -154,10 +154,8 @@ def create_swarm_graph(
     start = start or agents[0]
     if start not in agents:
         raise GraphSetupError(f"start {start!r} is not an agent; choose one of {', '.join(agents)}")
-    if max_handoffs < 0:
-        raise GraphSetupError(f"max_handoffs must be at least 0, got {max_handoffs}")
-    if capacity < 1:
-        raise GraphSetupError(f"capacity must be at least 1, got {capacity}")
+    check_at_least("max_handoffs", max_handoffs, 0)
+    check_at_least("capacity", capacity, 1)
     merged = {**PROMPTS, **(prompts or {})}
 
     def agent(name: str):

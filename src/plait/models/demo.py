@@ -24,8 +24,28 @@ MARKER = "[demo]"
 REVISED = "[demo] Revised"
 
 
-def _tokens(text: str) -> int:
+def tokens(text: str) -> int:
+    """Count tokens roughly: four characters a token, at least one."""
     return max(1, math.ceil(len(text) / 4))
+
+
+def counted_result(messages: list[BaseMessage], text: str, model_name: str) -> ChatResult:
+    """``text`` as a chat model's result, with usage reported as a real model reports it.
+
+    The fake models share it so that they count alike: ``tokens`` of the prompt (every
+    message's content, a line each) in, ``tokens`` of ``text`` out.
+    """
+    prompt = "\n".join(str(m.content) for m in messages)
+    message = AIMessage(
+        content=text,
+        usage_metadata={
+            "input_tokens": tokens(prompt),
+            "output_tokens": tokens(text),
+            "total_tokens": tokens(prompt) + tokens(text),
+        },
+        response_metadata={"model_name": model_name},
+    )
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 class DemoChatModel(BaseChatModel):
@@ -62,16 +82,7 @@ class DemoChatModel(BaseChatModel):
             text = json.dumps(_Filler(role, prompt).fill(schema, schema.get("$defs", {})))
         else:
             text = _canned_text(role, messages)
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": _tokens(prompt),
-                "output_tokens": _tokens(text),
-                "total_tokens": _tokens(prompt) + _tokens(text),
-            },
-            response_metadata={"model_name": "demo"},
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return counted_result(messages, text, "demo")
 
 
 def _canned_text(role: str, messages: list[BaseMessage]) -> str:

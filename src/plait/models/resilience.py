@@ -101,6 +101,10 @@ class CircuitBreaker:
         self.probing = True  # half-open: this caller is the probe
         return True
 
+    def abandoned(self) -> None:
+        """The call ended with no verdict on the endpoint (cancelled): let another probe."""
+        self.probing = False
+
     def succeeded(self) -> None:
         self.failures, self.opened_at, self.probing = 0, None, False
 
@@ -121,6 +125,10 @@ class BudgetExceeded(Exception):  # noqa: N818 - it is a stop signal, not a faul
 
     exit_code = ExitCode.BUDGET
 
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit  # "tokens", "cost" or "calls": the flag to raise on resume
+
 
 @dataclass
 class Budget:
@@ -136,19 +144,20 @@ class Budget:
     tokens: int = 0
     cost: float = 0.0
     calls: int = 0
+    pending: int = 0  # calls under way: they count against max_calls before they are spent
 
     def check(self) -> None:
         """Raise ``BudgetExceeded`` if any limit is reached."""
         for name, spent, limit in (
             ("tokens", self.tokens, self.max_tokens),
             ("cost", self.cost, self.max_cost),
-            ("calls", self.calls, self.max_calls),
+            ("calls", self.calls + self.pending, self.max_calls),
         ):
             if limit is not None and spent >= limit:
                 shown = (
-                    f"${spent:.4f} of ${limit:.2f}" if name == "cost" else f"{spent:,} of {limit:,}"
+                    f"${spent:.4f} of ${limit:.4f}" if name == "cost" else f"{spent:,} of {limit:,}"
                 )
-                raise BudgetExceeded(f"budget reached: {name} {shown}")
+                raise BudgetExceeded(f"budget reached: {name} {shown}", name)
 
     def spend(self, tokens: int, cost: float) -> None:
         self.tokens += tokens

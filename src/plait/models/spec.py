@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from functools import lru_cache
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from plait.errors import ModelSpecError
 
@@ -53,19 +54,37 @@ def default_model_spec() -> tuple[str, str | None]:
     )
 
 
+# One client per (spec, endpoint) per event loop, so the branches of a run share a connection
+# pool, while a second asyncio.run() in the same process (run, then resume) gets clients of
+# its own: an async HTTP client cannot outlive the loop it was first used on.
+_clients: weakref.WeakKeyDictionary[Any, dict[tuple, BaseChatModel]] = weakref.WeakKeyDictionary()
+_outside_loops: dict[tuple, BaseChatModel] = {}
+
+
 def load_chat_model(spec: str, *, base_url: str | None = None) -> BaseChatModel:
-    """Build (once per process) the chat model a spec names.
+    """Build (once per event loop) the chat model a spec names.
 
     Raises:
         ModelSpecError: malformed spec, unknown provider, missing provider package, or an
             ``openai:`` spec with neither an API key nor a base URL.
     """
     provider, name = parse_spec(spec)
-    return _load(provider, name, base_url or os.environ.get("OPENAI_BASE_URL") or None)
+    key = (provider, name, base_url or os.environ.get("OPENAI_BASE_URL") or None)
+    try:
+        cache = _clients.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:
+        cache = _outside_loops
+    if key not in cache:
+        cache[key] = _load(*key)
+    return cache[key]
 
 
-# One client per (spec, endpoint) per process, so branches share a connection pool.
-@lru_cache(maxsize=64)
+def clear_model_cache() -> None:
+    """Forget every model client (tests change credentials between runs)."""
+    _clients.clear()
+    _outside_loops.clear()
+
+
 def _load(provider: str, name: str, base_url: str | None) -> BaseChatModel:
     if provider == "demo":
         from plait.models.demo import DemoChatModel
@@ -91,6 +110,7 @@ def _load(provider: str, name: str, base_url: str | None) -> BaseChatModel:
 
 
 def _openai(name: str, base_url: str | None) -> BaseChatModel:
+    import httpx
     from langchain_openai import ChatOpenAI
 
     key = os.environ.get("OPENAI_API_KEY")
@@ -101,6 +121,9 @@ def _openai(name: str, base_url: str | None) -> BaseChatModel:
         )
     # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the client requires one.
     return ChatOpenAI(
+        # langchain-openai shares one default async HTTP client across the whole process, and
+        # so across event loops (langchain-ai/langchain#35783); each client gets its own.
+        http_async_client=httpx.AsyncClient(timeout=TIMEOUT_SECONDS),
         model=name,
         base_url=base_url,
         api_key=key or "not-needed",

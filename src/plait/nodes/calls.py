@@ -44,18 +44,20 @@ async def call_model(
         breaker = context.breaker_for(model)
         client = _json_mode(model) if json_mode else model
         for attempt in range(policy.attempts):
+            await _check_budget(context)  # before allow(): a probe must not be left hanging
             if not breaker.allow():
                 skipped += 1
                 break
-            await _check_budget(context)
             started = time.perf_counter()
             context.call_started()
+            context.budget.pending += 1
             try:
                 reply = await asyncio.wait_for(
                     client.ainvoke(messages, config={"metadata": {"plait_role": role}}),
                     policy.timeout,
                 )
-            except PlaitError:
+            except (PlaitError, asyncio.CancelledError):
+                breaker.abandoned()  # no verdict on the endpoint; a half-open probe must end
                 raise
             except Exception as exc:
                 breaker.failed()
@@ -65,6 +67,7 @@ async def call_model(
                 await asyncio.sleep(policy.delay(attempt, exc))
                 continue
             finally:
+                context.budget.pending -= 1
                 context.call_ended()
             breaker.succeeded()
             return reply, {agent: _usage(context, model, reply, started)}

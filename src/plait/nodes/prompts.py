@@ -40,3 +40,13 @@ def role_prompt(role: str, overrides: Mapping[str, str] | None = None) -> str:
     if overrides and role in overrides:
         return overrides[role]
     return ROLE_PROMPTS.get(role, f"You are the {role}. Do the part of the task your role names.")
+
+
+def member_prompt(role: str, kind: str, prompts: Mapping[str, str]) -> str:
+    """Instructions for one of several agents of a kind (``debater_2`` of ``debater``).
+
+    An override for that agent wins; else the kind's text, with ``{role}`` filled in.
+    """
+    if role in prompts:
+        return prompts[role]
+    return prompts[kind].replace("{role}", role)

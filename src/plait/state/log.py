@@ -46,7 +46,8 @@ def envelope(
 
 def append_log(left: list[Envelope] | None, right: list[Envelope] | None) -> list[Envelope]:
     """Append envelopes, skipping any id already present (a replayed write adds nothing), and
-    keep the latest ``LOG_WINDOW``."""
+    keep the latest ``LOG_WINDOW``.
+    """
     if not right:
         return list(left or [])
     seen = {e["id"] for e in left or []}

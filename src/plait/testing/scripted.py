@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -11,9 +10,12 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
 from pydantic import PrivateAttr
+
+from plait.models.demo import counted_result
+from plait.models.demo import tokens as tokens  # still importable here, where tests took it
 
 Entry = str | BaseException | Callable[[list[BaseMessage]], str]
 """One scripted call: reply text, an exception to raise, or a function of the messages."""
@@ -27,11 +29,6 @@ class ScriptError(AssertionError):
     It is an ``AssertionError`` so that pytest reports it as a failed test, not as an error
     in the code under test.
     """
-
-
-def tokens(text: str) -> int:
-    """Count tokens roughly: four characters a token, at least one, as the demo model does."""
-    return max(1, math.ceil(len(text) / 4))
 
 
 def unconsumed_report(scripted: Mapping[str, int], made: Mapping[str, int]) -> list[str]:
@@ -167,14 +164,4 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(entry, BaseException):
             raise entry
         text = entry if isinstance(entry, str) else entry(messages)
-        prompt = "\n".join(str(m.content) for m in messages)
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": tokens(prompt),
-                "output_tokens": tokens(text),
-                "total_tokens": tokens(prompt) + tokens(text),
-            },
-            response_metadata={"model_name": "scripted"},
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return counted_result(messages, text, "scripted")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from plait.testing.scripted import raise_if_failed, tokens, unconsumed_report
+from plait.models.demo import tokens
+from plait.testing.scripted import raise_if_failed, unconsumed_report
 
 ROLE_PATTERN = re.compile(r"You are the ([\w-]+)")
 COMPLETIONS = "/v1/chat/completions"
