@@ -168,6 +168,26 @@ def _usage_table(usage: dict) -> None:
             )
         )
     out.print(table)
+    branches = [
+        (agent, key, n) for agent, u in usage.items() for key, n in u.get("branches", {}).items()
+    ]
+    if branches:
+        per_branch = Table("agent", "branch", "calls", "tokens", "cost $", box=None, pad_edge=False)
+        for agent, key, n in branches:
+            tokens = int(n.get("input_tokens", 0) + n.get("output_tokens", 0))
+            per_branch.add_row(
+                *(
+                    Text(cell)
+                    for cell in (
+                        agent,
+                        key,
+                        str(int(n.get("calls", 0))),
+                        f"{tokens:,}",
+                        f"{n.get('cost', 0):.4f}",
+                    )
+                )
+            )
+        out.print(per_branch)
     calls_per_model: dict[str, int] = {}
     for u in usage.values():
         for model, calls in u.get("models", {}).items():

@@ -13,6 +13,7 @@ from typing import Any
 from plait.errors import PlaitError
 from plait.nodes.agent import Reply
 from plait.state.log import envelope
+from plait.state.usage import per_branch
 
 # What a branch does when its agent fails: stop the run (resume re-runs only that branch), or
 # record the failure and let the rest go on.
@@ -83,6 +84,6 @@ async def branch_update(
         return branch_failure(key, sender, receiver, exc)
     return {
         output_key: {key: reply.value},
-        "usage": reply.usage,
+        "usage": per_branch(reply.usage, key),
         "log": [envelope(sender, receiver, "result", reply.value, correlation_id=key)],
     }

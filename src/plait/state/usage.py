@@ -8,7 +8,9 @@ from typing_extensions import TypedDict
 
 
 class AgentUsage(TypedDict, total=False):
-    """What one agent consumed. ``models`` counts calls per model name."""
+    """What one agent consumed. ``models`` counts calls per model name; ``branches`` splits
+    the numbers by fan-out branch (subtask id, item number) for agents that run as branches.
+    """
 
     calls: int
     input_tokens: int
@@ -16,18 +18,33 @@ class AgentUsage(TypedDict, total=False):
     seconds: float
     cost: float
     models: dict[str, int]
+    branches: dict[str, dict[str, float]]
 
 
 _NUMBERS = ("calls", "input_tokens", "output_tokens", "seconds", "cost")
 
 
+def _sum(left: Mapping[str, float], right: Mapping[str, float]) -> dict[str, float]:
+    return {k: left.get(k, 0) + right.get(k, 0) for k in {*left, *right}}
+
+
 def _add_one(left: AgentUsage, right: AgentUsage) -> AgentUsage:
     merged: AgentUsage = {k: left.get(k, 0) + right.get(k, 0) for k in _NUMBERS}  # type: ignore[misc]
-    models = dict(left.get("models", {}))
-    for name, calls in right.get("models", {}).items():
-        models[name] = models.get(name, 0) + calls
-    merged["models"] = models
+    merged["models"] = _sum(left.get("models", {}), right.get("models", {}))  # type: ignore[typeddict-item]
+    branches = dict(left.get("branches", {}))
+    for key, numbers in right.get("branches", {}).items():
+        branches[key] = _sum(branches.get(key, {}), numbers)
+    if branches:
+        merged["branches"] = branches
     return merged
+
+
+def per_branch(usage: Mapping[str, AgentUsage], key: str) -> dict[str, AgentUsage]:
+    """``usage`` with each agent's numbers also filed under branch ``key``."""
+    return {
+        agent: {**u, "branches": {key: {n: u.get(n, 0) for n in _NUMBERS if n != "seconds"}}}
+        for agent, u in usage.items()
+    }
 
 
 def add_usage(
