@@ -18,6 +18,13 @@ demo: $(BIN)/.installed  ## install, then run the review graph end to end
 test: $(BIN)/.installed  ## install, then run the whole test suite
 	$(BIN)/python -m pytest
 
+# `make bench`: a few minutes on 2 cores; `make bench BENCH_QUICK=1`: the smoke test's tiny sizes.
+BENCH_QUICK ?=
+BENCH_JSON ?= bench/results/latest.json
+bench: $(BIN)/.installed  ## install, then run the benchmarks and print the table (BENCHMARKS.md)
+	@mkdir -p $(dir $(BENCH_JSON))
+	$(BIN)/python -m bench $(if $(BENCH_QUICK),--quick) --json $(BENCH_JSON)
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench

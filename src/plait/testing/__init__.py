@@ -6,8 +6,8 @@ Two fakes, one for each layer a test may want to exercise:
   order. Pass it as the model of a ``PlaitContext`` to test a graph's logic: which roles are
   asked, in what order, with what context, and what happens when one of them fails.
 - ``LoopbackServer`` is an OpenAI-compatible HTTP server on 127.0.0.1. Point the real
-  ``ChatOpenAI`` at ``server.base_url`` to test the client path too: latency, HTTP errors with
-  the client's retries, timeouts, malformed bodies and dropped connections.
+  ``ChatOpenAI`` at ``server.base_url`` to test the client path too: latency, HTTP errors and
+  plait's retries of them, timeouts, malformed bodies and dropped connections.
 
 Both fail loudly: a call the script does not cover, or a script not used up, makes
 ``verify()`` (called on leaving their ``with`` block) raise ``ScriptError``.

@@ -71,11 +71,11 @@ def status(
 ) -> ReplySpec:
     """Answer with HTTP ``code`` and an OpenAI-style error body (or ``body`` as JSON, if given).
 
-    Note that the openai client treats ``Retry-After: 0`` as no guidance and backs off about
-    half a second; ``headers={"retry-after-ms": "1"}`` makes it retry at once.
+    plait waits as long as ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``
+    asks before retrying; ``headers={"retry-after-ms": "1"}`` keeps a test fast.
 
     Example:
-        ``status(429, headers={"Retry-After": "0"})``
+        ``status(429, headers={"retry-after-ms": "1"})``
 
     """
     return ReplySpec("status", code=code, body=body, headers=dict(headers or {}), delay=delay)
