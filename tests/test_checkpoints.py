@@ -102,7 +102,7 @@ async def test_migrating_twice_is_a_no_op(db):
 async def test_a_new_migration_is_applied_once_on_top_of_the_old_ones(db, monkeypatch):
     async with open_database(db) as database:
         await database.threads.create("t1", "review", "task", {})
-    added = "ALTER TABLE plait_threads ADD COLUMN note TEXT;"
+    added = ("ALTER TABLE plait_threads ADD COLUMN note TEXT",)
     monkeypatch.setattr(thread_index, "MIGRATIONS", (*MIGRATIONS, added))
     await opened(db)
     await opened(db)

@@ -214,8 +214,13 @@ def _resume_input(record, snapshot, decision: Decision | None) -> Any:
         raise UsageError(f"thread {record.thread_id!r} is not waiting for a decision")
     if snapshot.interrupts:
         return Command(resume=decision.value())
-    if waiting:
-        return None if decision.approved is not False else decision
+    if waiting:  # an --approve-before pause: only a yes or a no will do
+        if decision.approved is None:
+            raise UsageError(
+                f"thread {record.thread_id!r} waits for approval before "
+                f"{', '.join(snapshot.next)}: give --approve or --reject [--feedback TEXT]"
+            )
+        return None if decision.approved else decision
     if snapshot.next:
         return None
     # Killed before its first checkpoint: start again from the input.
@@ -361,13 +366,26 @@ async def fork(
                 f"no thread {thread_id!r} in {database.path}; `plait threads` lists them"
             )
         settings = RunSettings.from_stored(record.settings)
-        app = build_graph(record.graph, settings.options, database.saver)
+        app = build_graph(
+            record.graph, settings.options, database.saver, approve_before=settings.approve_before
+        )
         keys = sorted(k for k in app.channels if not k.startswith(("__", "branch:")))
         unknown = [k for k in (edits or {}) if k not in keys]
         if unknown:
             raise UsageError(f"the state has no key {unknown[0]!r}; keys: {', '.join(keys)}")
         new_thread_id = new_thread_id or uuid.uuid4().hex[:12]
         await fork_thread(database, record, checkpoint_id, new_thread_id)
+        # LangGraph has already noted that an --approve-before gate fired at a paused
+        # checkpoint; a fork of it must still wait for the person, not run straight through.
+        at = {
+            "configurable": {
+                "thread_id": new_thread_id,
+                "checkpoint_ns": "",
+                "checkpoint_id": checkpoint_id,
+            }
+        }
+        if set((await app.aget_state(at)).next) & set(settings.approve_before):
+            await database.threads.update(new_thread_id, status="waiting")
         if edits:
             config = {
                 "configurable": {

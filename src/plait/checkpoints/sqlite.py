@@ -7,8 +7,10 @@ machine, which is the usual trade for a local tool: each checkpoint costs no fsy
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,6 +62,20 @@ def check_db_path(path: Path) -> None:
         ) from None
 
 
+async def _enable_wal(conn: aiosqlite.Connection) -> None:
+    # Switching a new file to WAL answers "database is locked" at once, without waiting out
+    # the busy timeout, while another process is creating the same file: so wait here.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 @dataclass
 class Database:
     """An open database: the LangGraph saver and plait's thread index, on one connection."""
@@ -85,7 +101,7 @@ async def open_database(db: str | os.PathLike[str] | None = None) -> AsyncIterat
     try:
         try:
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode=WAL")
+            await _enable_wal(conn)
             await conn.execute("PRAGMA synchronous=NORMAL")
             saver = AsyncSqliteSaver(conn)
             await saver.setup()

@@ -15,27 +15,28 @@ from typing import Any
 
 import aiosqlite
 
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE plait_threads (
-        thread_id TEXT PRIMARY KEY,
-        graph TEXT NOT NULL,
-        task TEXT NOT NULL,
-        settings TEXT NOT NULL,
-        status TEXT NOT NULL,
-        error TEXT,
-        tokens INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX plait_threads_updated ON plait_threads (updated_at);
-    """,
+# Each migration is a list of statements, applied with its version row in one transaction.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE plait_threads (
+            thread_id TEXT PRIMARY KEY,
+            graph TEXT NOT NULL,
+            task TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX plait_threads_updated ON plait_threads (updated_at)",
+    ),
     # owner: "host:pid" of the process running the thread, so two resumes cannot both run it;
     # input: the --input text, so a thread killed before its first checkpoint can restart.
-    """
-    ALTER TABLE plait_threads ADD COLUMN owner TEXT;
-    ALTER TABLE plait_threads ADD COLUMN input TEXT;
-    """,
+    (
+        "ALTER TABLE plait_threads ADD COLUMN owner TEXT",
+        "ALTER TABLE plait_threads ADD COLUMN input TEXT",
+    ),
 )
 
 STATUSES = ("running", "done", "failed", "interrupted", "waiting", "budget", "rejected", "forked")
@@ -81,20 +82,31 @@ class ThreadIndex:
         self.conn, self.lock = conn, lock
 
     async def migrate(self) -> None:
-        """Apply the migrations this file has not seen yet, each in its own transaction."""
+        """Apply the migrations this file has not seen yet.
+
+        ``BEGIN IMMEDIATE`` takes the write lock before the version is read, so of several
+        processes opening a new file at once, one migrates and the others then see it done.
+        """
         async with self.lock:
-            await self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS plait_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-            )
-            async with self.conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM plait_migrations"
-            ) as cur:
-                (done,) = await cur.fetchone()  # type: ignore[misc]
-            for version, script in enumerate(MIGRATIONS[done:], start=done + 1):
-                await self.conn.executescript(
-                    f"BEGIN; {script} INSERT INTO plait_migrations VALUES ({version}, {time.time()}); COMMIT;"
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS plait_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
                 )
+                async with self.conn.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM plait_migrations"
+                ) as cur:
+                    (done,) = await cur.fetchone()  # type: ignore[misc]
+                for version, statements in enumerate(MIGRATIONS[done:], start=done + 1):
+                    for statement in statements:
+                        await self.conn.execute(statement)
+                    await self.conn.execute(
+                        "INSERT INTO plait_migrations VALUES (?, ?)", (version, time.time())
+                    )
+            except BaseException:
+                await self.conn.rollback()
+                raise
             await self.conn.commit()
 
     async def create(
