@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from langgraph.types import Command
 
 from plait.checkpoints.sqlite import open_database
+from plait.checkpoints.threads import OWNER
 from plait.errors import ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
 from plait.models.context import PlaitContext
@@ -32,9 +32,6 @@ from plait.state.usage import add_usage, total_tokens
 RECURSION_LIMIT = 10_000
 
 EventHandler = Callable[[str, dict[str, Any]], None]
-
-# Who runs a thread: two resumes of one thread must not both run it.
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -162,7 +159,7 @@ async def resume(
             )
         if record.status == "done":
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
-        if record.status == "running" and _alive(record.owner):
+        if record.running_elsewhere():
             raise ThreadError(
                 f"thread {thread_id!r} is being run by process {record.owner}; "
                 "wait for it to stop, or stop it, then resume"
@@ -226,20 +223,6 @@ def _resume_input(record, snapshot, decision: Decision | None) -> Any:
     # Killed before its first checkpoint: start again from the input.
     start = {"task": record.task}
     return start if record.input is None else {**start, "input": record.input}
-
-
-def _alive(owner: str | None) -> bool:
-    # Only a process on this machine can be checked; another host's is taken as gone.
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def _drive(app, database, thread_id, ref, start, context, settings, on_event, usage=None):

@@ -106,7 +106,7 @@ async def prune(
         database: The open database.
         older_than: Only threads not updated for this many seconds.
         keep_last: Spare the newest N threads (of those the other filters select).
-        status: Only threads in this state.
+        status: Only threads in this state. Threads a live process is running are spared.
         checkpoints_only: Keep the threads; delete every checkpoint but the latest of each.
         dry_run: Report what would go; change nothing.
 
@@ -121,7 +121,7 @@ async def prune(
         records = [r for r in records if r.updated_at < cutoff]
     if keep_last is not None:
         records = records[keep_last:]  # newest first, so these are the older ones
-    records = [r for r in records if r.status != "running"]
+    records = [r for r in records if not r.running_elsewhere()]
     report = PruneReport(threads=[r.thread_id for r in records], bytes_before=_size(database.path))
     conn = database.saver.conn
     for record in records:

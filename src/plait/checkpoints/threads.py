@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+# Who runs a thread ("host:pid"): two resumes of one thread must not both run it.
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
 STATUSES = ("running", "done", "failed", "interrupted", "waiting", "budget", "rejected", "forked")
 
 
@@ -57,6 +62,25 @@ class ThreadRecord:
     updated_at: float
     owner: str | None = None
     input: str | None = None
+
+    def running_elsewhere(self) -> bool:
+        """True while another live process on this machine runs the thread.
+
+        A process on another host cannot be checked, so its threads count as not running;
+        neither does this process itself.
+        """
+        host, _, pid = (self.owner or "").rpartition(":")
+        if self.status != "running" or host != socket.gethostname() or not pid.isdigit():
+            return False
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def as_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)

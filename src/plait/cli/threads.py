@@ -61,7 +61,7 @@ def list_threads(
         str | None,
         typer.Option(
             "--status",
-            help="Only threads in this state: running, done, failed, interrupted, waiting, budget.",
+            help="Only threads in this state: running, done, failed, interrupted, waiting, budget, rejected, forked.",
             show_default=False,
         ),
     ] = None,
@@ -86,7 +86,10 @@ def list_threads(
         for r in records:
             task = r.task if len(r.task) <= 40 else r.task[:39] + "…"
             graph = r.graph.rsplit("/", 1)[-1]
-            cells = (r.thread_id, graph, task, r.status, _ago(r.updated_at), f"{r.tokens:,}")
+            status = r.status
+            if status == "running" and not r.running_elsewhere():
+                status = "running (process gone: resume it)"
+            cells = (r.thread_id, graph, task, status, _ago(r.updated_at), f"{r.tokens:,}")
             table.add_row(*(Text(cell) for cell in cells))
         out.print(table if records else "no threads yet; `plait run NAME TASK` starts one")
 
@@ -318,7 +321,9 @@ def prune(
     status: Annotated[
         str | None,
         typer.Option(
-            "--status", help="Only threads in this state (e.g. done).", show_default=False
+            "--status",
+            help="Only threads in this state: done, failed, interrupted, waiting, budget, rejected, forked, running (if its process is gone).",
+            show_default=False,
         ),
     ] = None,
     checkpoints: Annotated[
