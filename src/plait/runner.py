@@ -236,7 +236,7 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
             start,
             config,
             context=context,
-            stream_mode=["tasks", "updates"],
+            stream_mode=["tasks", "updates"] if on_event else ["updates"],
             durability="sync",
         ):
             if mode == "tasks" and "input" in chunk:

@@ -207,7 +207,7 @@ def create_auction_graph(
         ]
         return update
 
-    def call_for_bids(state: AuctionState) -> list[Send]:
+    async def call_for_bids(state: AuctionState) -> list[Send]:
         return [
             Send("bid", BidInput(task=state["task"], lot=lot, bidder=name, divided=decompose))
             for lot in state["lots"]
@@ -234,7 +234,7 @@ def create_auction_graph(
             ],
         }
 
-    def award(state: AuctionState) -> dict:
+    async def award(state: AuctionState) -> dict:
         awards, log = {}, []
         for lot in state["lots"]:
             offers = {name: Bid(**b) for name, b in state["bids"].get(lot["id"], {}).items()}
@@ -252,7 +252,7 @@ def create_auction_graph(
             )
         return {"awards": awards, "log": log}
 
-    def assign(state: AuctionState) -> list[Send] | str:
+    async def assign(state: AuctionState) -> list[Send] | str:
         sends = [
             Send(
                 "execute",

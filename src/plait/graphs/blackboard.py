@@ -159,7 +159,7 @@ def create_blackboard_graph(
     by_name = {s.name: s for s in chosen}
     texts = {**PROMPTS, **(prompts or {})}
 
-    def controller(state: BlackboardState) -> dict:
+    async def controller(state: BlackboardState) -> dict:
         board, done = state.get("board", {}), state.get("round", 0)
         ready = eligible(chosen, board, _last_rounds(state))
         if goal in board:
@@ -188,7 +188,7 @@ def create_blackboard_graph(
             }
         return {"stop_reason": reason, "active": []}
 
-    def dispatch(state: BlackboardState) -> list[Send] | str:
+    async def dispatch(state: BlackboardState) -> list[Send] | str:
         if state.get("stop_reason"):
             return "finish"
         board = state.get("board", {})
@@ -244,7 +244,7 @@ def create_blackboard_graph(
                 log.append(envelope(author, "board", "conflict", note, correlation_id=entry))
         return {"board": board, "usage": usage, "log": log}
 
-    def finish(state: BlackboardState) -> dict:
+    async def finish(state: BlackboardState) -> dict:
         board = state.get("board", {})
         listing = _render(board)
         if goal in board:

@@ -211,7 +211,7 @@ def create_consensus_graph(
     texts = {**PROMPTS, **(prompts or {})}
     names = [f"voter_{i}" for i in range(1, voters + 1)]
 
-    def first_vote(state: ConsensusState) -> list[Send]:
+    async def first_vote(state: ConsensusState) -> list[Send]:
         return [
             Send(
                 "voter",
@@ -251,7 +251,7 @@ def create_consensus_graph(
             "log": [envelope(name, "tally", "vote", _vote_line(record), correlation_id=key)],
         }
 
-    def count(state: ConsensusState) -> dict:
+    async def count(state: ConsensusState) -> dict:
         done = state.get("round", 0) + 1
         ballots = _round_votes(state.get("votes", {}), done, names)
         counted = tally(ballots, method=method, quorum=quorum, threshold=threshold)
@@ -268,7 +268,7 @@ def create_consensus_graph(
             "result": _summary(counted, done, state["votes"], names),
         }
 
-    def next_step(state: ConsensusState) -> list[Send] | str:
+    async def next_step(state: ConsensusState) -> list[Send] | str:
         if state.get("stop_reason"):
             return END
         done = state["round"]

@@ -278,7 +278,7 @@ def create_dag_graph(
             ],
         }
 
-    def scheduler(state: DagState) -> dict:
+    async def scheduler(state: DagState) -> dict:
         subtasks = state["subtasks"]
         done = set(state.get("outputs", {}))
         failed = {s["id"] for s in subtasks if s["id"] in state.get("errors", {})}
@@ -293,7 +293,7 @@ def create_dag_graph(
             )
         return update
 
-    def dispatch(state: DagState) -> list[Send] | str:
+    async def dispatch(state: DagState) -> list[Send] | str:
         if not state["ready"]:
             return "synthesizer"
         by_id = {s["id"]: s for s in state["subtasks"]}

@@ -118,7 +118,7 @@ def create_debate_graph(
     texts = {**PROMPTS, **(prompts or {})}
     names = list(stances)
 
-    def opening(state: DebateState) -> list[Send]:
+    async def opening(state: DebateState) -> list[Send]:
         return [
             Send(
                 "debater",
@@ -159,7 +159,7 @@ def create_debate_graph(
             "log": [envelope(name, "debaters", "argument", reply.value, correlation_id=key)],
         }
 
-    def close_round(state: DebateState) -> dict:
+    async def close_round(state: DebateState) -> dict:
         done = state.get("round", 0) + 1
         standing = _arguments_of_round(state, done, names)
         if not standing:
@@ -172,7 +172,7 @@ def create_debate_graph(
             return {"round": done}
         return {"round": done, "stop_reason": reason}
 
-    def next_step(state: DebateState) -> list[Send] | Literal["judge"]:
+    async def next_step(state: DebateState) -> list[Send] | Literal["judge"]:
         if state.get("stop_reason"):
             return "judge"
         done = state["round"]

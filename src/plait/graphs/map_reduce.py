@@ -178,7 +178,7 @@ def create_map_reduce_graph(
     check_at_least("reduce_chars", reduce_chars, 1)
     prompts = {**PROMPTS, **(prompts or {})}
 
-    def split(state: MapReduceState) -> dict:
+    async def split(state: MapReduceState) -> dict:
         if "input" in state:
             instruction, items = state["task"], parse_items(state["input"], mode, chunk_size)
         else:
@@ -187,7 +187,7 @@ def create_map_reduce_graph(
             raise UsageError(f"the input has no items to map (mode {mode})")
         return {"instruction": instruction, "items": items}
 
-    def dispatch_items(state: MapReduceState) -> list[Send]:
+    async def dispatch_items(state: MapReduceState) -> list[Send]:
         count = len(state["items"])
         return [
             Send(
@@ -211,7 +211,7 @@ def create_map_reduce_graph(
             key, "mapper", "reducer", call, keep_going=True, output_key="mapped"
         )
 
-    def collect(state: MapReduceState) -> dict:
+    async def collect(state: MapReduceState) -> dict:
         plan = state.get("reduce_plan", [])
         if plan and len(plan[-1]) == 1:
             return {}  # the last level was a single batch: its output is the answer
@@ -223,7 +223,7 @@ def create_map_reduce_graph(
         batches = plan_batches([len(e) + 2 for e in entries], reduce_chars)
         return {"reduce_plan": [*plan, batches], "levels": len(plan) + 1}
 
-    def dispatch_batches(state: MapReduceState) -> list[Send] | str:
+    async def dispatch_batches(state: MapReduceState) -> list[Send] | str:
         plan, level = state["reduce_plan"], state["levels"]
         if f"{level}.0" in state.get("partials", {}) and len(plan[-1]) == 1:
             return "finish"
@@ -275,7 +275,7 @@ def create_map_reduce_graph(
             ],
         }
 
-    def finish(state: MapReduceState) -> dict:
+    async def finish(state: MapReduceState) -> dict:
         level, errors = state["levels"], state.get("errors", {})
         missing = sorted(int(key) for key in errors)
         note = f"\n\nMissing items (their mapper failed): {_failures(state)}" if missing else ""

@@ -125,7 +125,7 @@ def create_orchestrator_graph(
             ],
         }
 
-    def dispatch(state: OrchestratorState) -> list[Send]:
+    async def dispatch(state: OrchestratorState) -> list[Send]:
         return [
             Send("worker", WorkerInput(task=state["task"], subtask=s)) for s in state["subtasks"]
         ]

@@ -113,7 +113,7 @@ def create_perspectives_graph(
     check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     texts = {**PROMPTS, **(prompts or {})}
 
-    def dispatch(state: PerspectivesState) -> list[Send]:
+    async def dispatch(state: PerspectivesState) -> list[Send]:
         return [
             Send("expert", ExpertInput(task=state["task"], perspective=name)) for name in chosen
         ]

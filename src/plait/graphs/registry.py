@@ -86,7 +86,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 
 # Options every graph accepts; the runner applies them, not the factory.
 RUN_OPTIONS = (
-    Option("max_concurrency", "int", 32, "most branches running at once", minimum=1),
+    Option("max_concurrency", "int", 256, "most branches running at once", minimum=1),
     Option("timeout", "float", 120.0, "seconds one model call may take", minimum=0.001),
     Option("role_timeouts", "list", [], "per-role call timeouts, e.g. planner=30,coder=300"),
     Option("retries", "int", 2, "retries of a failed model call (429, 5xx, timeout)", minimum=0),

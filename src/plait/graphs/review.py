@@ -154,7 +154,7 @@ def create_review_graph(
             "log": [envelope("reviser", "reviewer", "draft", reply.value)],
         }
 
-    def finalize(state: ReviewState) -> dict:
+    async def finalize(state: ReviewState) -> dict:
         rounds = state["iteration"]
         who = "a person" if human_review else "the reviewer"
         reason = (
@@ -164,7 +164,7 @@ def create_review_graph(
         )
         return {"result": state["draft"], "stop_reason": reason}
 
-    def after_review(state: ReviewState) -> Literal["revise", "finalize"]:
+    async def after_review(state: ReviewState) -> Literal["revise", "finalize"]:
         done = state["approved"] or state["iteration"] >= max_iterations
         return "finalize" if done else "revise"
 

@@ -52,10 +52,10 @@ async def call_model(
             context.call_started()
             context.budget.pending += 1
             try:
-                reply = await asyncio.wait_for(
-                    client.ainvoke(messages, config={"metadata": {"plait_role": role}}),
-                    policy.timeout,
-                )
+                async with asyncio.timeout(policy.timeout):
+                    reply = await client.ainvoke(
+                        messages, config={"metadata": {"plait_role": role}}
+                    )
             except (PlaitError, asyncio.CancelledError):
                 breaker.abandoned()  # no verdict on the endpoint; a half-open probe must end
                 raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,8 +20,9 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 
+@lru_cache(maxsize=256)  # building a JSON schema costs more than the rest of a call's framework
 def schema_instructions(schema: type[BaseModel]) -> str:
-    """The text appended to a prompt when the model has no native structured output."""
+    """The text appended to a prompt that asks for ``schema``."""
     return f"\n\n{SCHEMA_MARKER}\n{json.dumps(schema.model_json_schema(), separators=(',', ':'))}"
 
 
