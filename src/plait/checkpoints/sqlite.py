@@ -11,6 +11,7 @@ import asyncio
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -85,30 +86,66 @@ class Database:
     threads: ThreadIndex
 
 
+@dataclass
+class _Shared:
+    opening: asyncio.Task[Database]
+    users: int = 0
+
+
+# One connection (and so one saver) per database file per event loop, shared by every run in
+# the process: many concurrent threads then queue on one connection instead of fighting over
+# SQLite's write lock from many.
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Shared]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @asynccontextmanager
 async def open_database(db: str | os.PathLike[str] | None = None) -> AsyncIterator[Database]:
     """Open (creating if needed) the database and migrate plait's tables.
+
+    Concurrent users in one event loop share one open database; it closes when the last
+    one is done.
 
     Raises:
         DatabaseError: the path is unusable or the file is not a SQLite database.
     """
     path = resolve_db_path(db)
+    open_here = _shared.setdefault(asyncio.get_running_loop(), {})
+    key = os.path.abspath(path)
+    entry = open_here.get(key)
+    if entry is None:
+        entry = open_here[key] = _Shared(asyncio.ensure_future(_open(path)))
+    entry.users += 1
+    try:
+        database = await asyncio.shield(entry.opening)
+        yield database
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            if open_here.get(key) is entry:
+                del open_here[key]
+            if entry.opening.done() and not entry.opening.exception():
+                await entry.opening.result().saver.conn.close()
+
+
+async def _open(path: Path) -> Database:
     check_db_path(path)
     try:
         conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
     try:
-        try:
-            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await _enable_wal(conn)
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
-            threads = ThreadIndex(conn, saver.lock)
-            await threads.migrate()
-        except sqlite3.DatabaseError as exc:
-            raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
-        yield Database(path, saver, threads)
-    finally:
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await _enable_wal(conn)
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        threads = ThreadIndex(conn, saver.lock)
+        await threads.migrate()
+    except BaseException as exc:
         await conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
+        raise
+    return Database(path, saver, threads)

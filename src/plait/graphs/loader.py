@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def build_graph(
 ) -> Pregel:
     """Build and compile the graph ``ref`` names, with ``options`` (run options excluded).
 
-    ``approve_before`` names nodes the run pauses before, for a person's approval.
+    ``approve_before`` names nodes the run pauses before, for a person's approval. Compiled
+    graphs are kept per process (compiling inspects every node's code and costs more than a
+    short run), so each call only attaches ``checkpointer`` to a copy.
 
     Raises:
         GraphSetupError: unknown name, missing file or attribute, or an object that is not a
@@ -67,6 +70,36 @@ def build_graph(
         OptionError: an option the factory does not take.
         UsageError: ``approve_before`` names a node the graph does not have.
     """
+    key = (
+        ref,
+        _source_version(ref),
+        json.dumps(options, sort_keys=True, default=repr),
+        tuple(approve_before),
+    )
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = _compile(ref, options, tuple(approve_before))
+        if len(_compiled) >= _COMPILED_KEPT:
+            _compiled.pop(next(iter(_compiled)))
+        _compiled[key] = compiled
+    return compiled.copy(update={"checkpointer": checkpointer})
+
+
+_COMPILED_KEPT = 64
+_compiled: dict[tuple, Pregel] = {}
+
+
+def _source_version(ref: str) -> float | None:
+    # An authored graph's file may be edited between runs of one process (a notebook, a
+    # server): a new modification time means a new graph.
+    where = ref.rpartition(":")[0] if is_reference(ref) else ""
+    try:
+        return os.path.getmtime(where) if where.endswith(".py") else None
+    except OSError:
+        return None
+
+
+def _compile(ref: str, options: dict[str, Any], approve_before: tuple[str, ...]) -> Pregel:
     graph_options = {k: v for k, v in options.items() if k not in RUN_OPTION_NAMES}
     if is_reference(ref):
         target = _import_reference(ref)
@@ -81,10 +114,8 @@ def build_graph(
     elif graph_options:
         raise OptionError(f"{label} is a graph object, not a factory; it takes no --set options")
     if isinstance(target, StateGraph):
-        target = target.compile(checkpointer=checkpointer)
-    elif isinstance(target, Pregel):
-        target = target.copy(update={"checkpointer": checkpointer})
-    else:
+        target = target.compile()
+    elif not isinstance(target, Pregel):
         raise GraphSetupError(
             f"{label} returned {type(target).__name__}, expected a StateGraph or a compiled graph"
         )

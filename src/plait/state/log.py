@@ -13,7 +13,7 @@ PREVIEW_CHARS = 280
 # Every checkpoint stores the whole state, so a log that grew without bound would make a long
 # run's database grow quadratically. The state keeps the latest envelopes; every envelope ever
 # written is still in the checkpoint history (`plait threads history`), once.
-LOG_WINDOW = 100
+LOG_WINDOW = 20
 
 
 class Envelope(TypedDict):
