@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -46,3 +47,35 @@ async def test_a_checkpoint_does_not_grow_with_the_number_of_rounds(tmp_path):
     medium = await largest_checkpoint(str(tmp_path / "medium.db"), 80)
     long = await largest_checkpoint(str(tmp_path / "long.db"), 150)
     assert long <= medium * 1.05
+
+
+def test_threads_log_reads_back_every_message_the_window_dropped(db, cli):
+    rounds = 12
+    script = {
+        "researcher": ["facts"],
+        "outliner": ["outline"],
+        "writer": ["draft"],
+        "reviewer": [NO] * rounds,
+        "reviser": ["draft again"] * (rounds - 1),
+    }
+    with ScriptedChatModel(script) as model:
+        outcome = asyncio.run(
+            run(
+                "review",
+                "t",
+                db=db,
+                context=PlaitContext(model=model),
+                thread_id="long",
+                settings=RunSettings(options={"max_iterations": rounds}),
+            )
+        )
+    assert len(outcome.values["log"]) == LOG_WINDOW
+    shown = cli("threads", "log", "long", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    envelopes = json.loads(shown.stdout)
+    kinds = [e["kind"] for e in envelopes]
+    # research, outline, the first draft, then a review and a revised draft per round but the last.
+    assert kinds[:3] == ["research", "outline", "draft"]
+    assert kinds.count("review") == rounds and kinds.count("draft") == rounds
+    assert len({e["id"] for e in envelopes}) == len(envelopes) == 3 + 2 * rounds - 1
+    assert envelopes[-LOG_WINDOW:] == outcome.values["log"]

@@ -149,6 +149,26 @@ async def _state(database, record) -> dict[str, Any]:
     return dict((await app.aget_state(config)).values)
 
 
+async def full_log(database, thread_id: str) -> list[dict]:
+    """Every envelope the thread's nodes wrote, oldest first, each once.
+
+    Each node's log entries are stored once, as that node's write, whatever the window the
+    state keeps; a write replayed on resume has the same envelope id and is counted once.
+    """
+    serde = database.saver.serde
+    seen: dict[str, dict] = {}
+    async with (
+        database.saver.lock,
+        database.saver.conn.execute(
+            "SELECT type, value FROM writes WHERE thread_id = ? AND channel = 'log'", (thread_id,)
+        ) as cur,
+    ):
+        async for kind, value in cur:
+            for envelope in serde.loads_typed((kind, value)) or []:
+                seen.setdefault(envelope["id"], envelope)
+    return sorted(seen.values(), key=lambda e: e["ts"])
+
+
 def _usage_table(usage: dict) -> None:
     if not usage:
         return
@@ -241,6 +261,41 @@ def history(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
                 row["checkpoint"],
             )
         out.print(table)
+
+
+@app.command("log")
+def log(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
+    """Every message between the thread's agents, oldest first (sender, receiver, kind, text).
+
+    The state keeps only the latest few; this reads them all back from the checkpoints.
+    """
+
+    async def work(database) -> list[dict]:
+        await _record(database, thread_id)
+        return await full_log(database, thread_id)
+
+    with cli_errors():
+        envelopes = asyncio.run(_with_db(db, work))
+        if json_:
+            print_json(envelopes)
+            return
+        table = Table("time", "from", "to", "kind", "about", "content", box=None, pad_edge=False)
+        for e in envelopes:
+            when = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
+            table.add_row(
+                *(
+                    Text(str(cell))
+                    for cell in (
+                        when,
+                        e["sender"],
+                        e["receiver"],
+                        e["kind"],
+                        e["correlation_id"],
+                        e["content"],
+                    )
+                )
+            )
+        out.print(table if envelopes else "no messages logged")
 
 
 @app.command("delete")

@@ -12,8 +12,8 @@ from typing_extensions import TypedDict
 PREVIEW_CHARS = 280
 # Every checkpoint stores the whole state, so a log that grew without bound would make a long
 # run's database grow quadratically. The state keeps the latest envelopes; every envelope ever
-# written is still in the checkpoint history (`plait threads history`), once.
-LOG_WINDOW = 20
+# written is still stored once, as its node's write, and `plait threads log ID` reads them all.
+LOG_WINDOW = 10
 
 
 class Envelope(TypedDict):
