@@ -115,13 +115,12 @@ async def run(
             ref, settings.options, database.saver, approve_before=settings.approve_before
         )
         thread_id = thread_id or uuid.uuid4().hex[:12]
-        if await database.threads.get(thread_id):
+        if not await database.threads.create(
+            thread_id, ref, task, asdict(settings), owner=OWNER, input=input
+        ):
             raise ThreadError(
                 f"thread {thread_id!r} already exists; use `plait resume {thread_id}`"
             )
-        await database.threads.create(
-            thread_id, ref, task, asdict(settings), owner=OWNER, input=input
-        )
         start = {"task": task} if input is None else {"task": task, "input": input}
         return await _drive(app, database, thread_id, ref, start, context, settings, on_event)
 
@@ -231,15 +230,19 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
     usage = usage or {}
     seed_budget(context, usage)
+    final: dict[str, Any] = {}
+    paused = bool(settings.approve_before)  # static pauses send no event; ask the saver
     try:
         async for mode, chunk in app.astream(
             start,
             config,
             context=context,
-            stream_mode=["tasks", "updates"] if on_event else ["updates"],
+            stream_mode=["tasks", "updates", "values"] if on_event else ["updates", "values"],
             durability="sync",
         ):
-            if mode == "tasks" and "input" in chunk:
+            if mode == "values":
+                final = chunk
+            elif mode == "tasks" and "input" in chunk:
                 emit(
                     "node", {"name": chunk["name"], "phase": "start", "tokens": total_tokens(usage)}
                 )
@@ -247,6 +250,7 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
                 # Writes replayed on resume come marked as cached; their usage is already in
                 # the snapshot's usage this count started from.
                 replayed = "__metadata__" in chunk
+                paused = paused or "__interrupt__" in chunk
                 for name, update in chunk.items():
                     if name.startswith("__"):
                         continue
@@ -274,12 +278,23 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
         await database.threads.update(thread_id, status="failed", error=message, owner=None)
         raise RunFailed(thread_id, message) from exc
-    snapshot = await app.aget_state(config)
+    # The last streamed values are the final state; only a pause needs the saver's snapshot
+    # (what runs next, what was asked), which costs a checkpoint read.
+    snapshot = await app.aget_state(config) if paused else _Finished(final)
     status = "waiting" if snapshot.next else "done"
     await database.threads.update(
         thread_id, status=status, owner=None, tokens=total_tokens(snapshot.values.get("usage"))
     )
     return _outcome(thread_id, ref, status, snapshot)
+
+
+@dataclass
+class _Finished:
+    """The part of a StateSnapshot ``_outcome`` reads, for a run that ran to its end."""
+
+    values: dict[str, Any]
+    next: tuple[str, ...] = ()
+    interrupts: tuple[Any, ...] = ()
 
 
 def _outcome(thread_id: str, ref: str, status: str, snapshot: Any, error: str | None = None):

@@ -143,14 +143,17 @@ class ThreadIndex:
         status: str = "running",
         owner: str | None = None,
         input: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Add a thread; False (and nothing written) when ``thread_id`` is taken."""
         now = time.time()
         async with self.lock:
-            await self.conn.execute(
-                f"INSERT INTO plait_threads ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?)",
+            cursor = await self.conn.execute(
+                f"INSERT OR IGNORE INTO plait_threads ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?)",
                 (thread_id, graph, task, json.dumps(settings), status, now, now, owner, input),
             )
             await self.conn.commit()
+        return cursor.rowcount == 1
 
     async def claim(self, record: ThreadRecord, owner: str) -> bool:
         """Mark ``record`` running under ``owner`` unless it changed since it was read.
