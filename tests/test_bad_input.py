@@ -40,19 +40,37 @@ def assert_intact(cli, db, saved: dict, threads: int = 1) -> None:
 
 USAGE_CASES = {
     "unknown graph": (["run", "nosuch", "t"], ["unknown graph 'nosuch'", "review, orchestrator"]),
-    "unknown option": (["run", "review", "t", "--set", "speed=9"], ["no option 'speed'", "max_iterations (an int)"]),
-    "bad option value": (["run", "review", "t", "--set", "max_iterations=lots"], ["'max_iterations' takes an int", "'lots'"]),
+    "unknown option": (
+        ["run", "review", "t", "--set", "speed=9"],
+        ["no option 'speed'", "max_iterations (an int)"],
+    ),
+    "bad option value": (
+        ["run", "review", "t", "--set", "max_iterations=lots"],
+        ["'max_iterations' takes an int", "'lots'"],
+    ),
     "option below minimum": (["run", "review", "t", "--set", "max_iterations=0"], ["at least 1"]),
-    "bad choice": (["run", "orchestrator", "t", "--set", "on_branch_error=ignore"], ["fail, continue"]),
+    "bad choice": (
+        ["run", "orchestrator", "t", "--set", "on_branch_error=ignore"],
+        ["fail, continue"],
+    ),
     "set without =": (["run", "review", "t", "--set", "max_iterations"], ["key=value"]),
     "malformed model": (["run", "review", "t", "--model", "gpt4"], ["malformed model spec 'gpt4'"]),
     "malformed model-for": (["run", "review", "t", "--model-for", "planner"], ["ROLE=SPEC"]),
-    "openai without key": (["run", "review", "t", "--model", "openai:gpt-4o-mini"], ["OPENAI_API_KEY", "--base-url"]),
+    "openai without key": (
+        ["run", "review", "t", "--model", "openai:gpt-4o-mini"],
+        ["OPENAI_API_KEY", "--base-url"],
+    ),
     "unknown provider": (["run", "review", "t", "--model", "nosuchprovider:m"], ["nosuchprovider"]),
     "empty task": (["run", "review", "   "], ["task is empty"]),
     "missing graph file": (["run", "./nowhere.py:build", "t"], ["'./nowhere.py' does not exist"]),
-    "missing attribute": (["run", "examples/critique.py:nothing", "t"], ["no attribute 'nothing'", "build"]),
-    "missing module": (["run", "no_such_pkg.graphs:build", "t"], ["cannot import module 'no_such_pkg.graphs'"]),
+    "missing attribute": (
+        ["run", "examples/critique.py:nothing", "t"],
+        ["no attribute 'nothing'", "build"],
+    ),
+    "missing module": (
+        ["run", "no_such_pkg.graphs:build", "t"],
+        ["cannot import module 'no_such_pkg.graphs'"],
+    ),
 }
 
 
@@ -112,16 +130,31 @@ ENDPOINT_CASES = {
 def test_endpoint_failures_fail_the_run_resumably(cli, db, saved_thread, case):
     replies, expected_requests, phrase = ENDPOINT_CASES[case]
     with LoopbackServer({"researcher": replies}) as server:
-        result = cli("run", "review", "t", "--model", "openai:m", "--base-url", server.base_url,
-                     "--thread", "flaky")
+        result = cli(
+            "run",
+            "review",
+            "t",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            "--thread",
+            "flaky",
+        )
         assert server.count("researcher") == expected_requests
     assert_one_line_error(result, ExitCode.FAILED, "researcher", phrase)
     assert "plait resume flaky" in result.stderr
     shown = json.loads(cli("threads", "show", "flaky", "--json").stdout)
     assert shown["status"] == "failed" and phrase in shown["error"]
 
-    with LoopbackServer({"researcher": ["facts"], "outliner": ["o"], "writer": ["w"],
-                         "reviewer": ['{"approved": true, "feedback": ""}']}) as healthy:
+    with LoopbackServer(
+        {
+            "researcher": ["facts"],
+            "outliner": ["o"],
+            "writer": ["w"],
+            "reviewer": ['{"approved": true, "feedback": ""}'],
+        }
+    ) as healthy:
         resumed = cli("resume", "flaky", "--base-url", healthy.base_url, "--json")
     assert resumed.exit_code == 0, resumed.stderr
     assert json.loads(resumed.stdout)["result"] == "w"

@@ -32,8 +32,16 @@ pytestmark = pytest.mark.slow
 
 
 def plait(*args: str, db: Path, server: LoopbackServer) -> list[str]:
-    return [PLAIT, *args, "--db", str(db), "--model", "openai:test-model",
-            "--base-url", server.base_url]
+    return [
+        PLAIT,
+        *args,
+        "--db",
+        str(db),
+        "--model",
+        "openai:test-model",
+        "--base-url",
+        server.base_url,
+    ]
 
 
 def env() -> dict[str, str]:
@@ -69,9 +77,18 @@ def test_sigkill_mid_fanout_then_resume_calls_only_unfinished_workers(tmp_path):
     }
     with LoopbackServer(fast) as baseline:
         done = subprocess.run(
-            plait("run", "orchestrator", "build it", "--json", db=tmp_path / "base.db",
-                  server=baseline),
-            capture_output=True, text=True, env=env(), timeout=60,
+            plait(
+                "run",
+                "orchestrator",
+                "build it",
+                "--json",
+                db=tmp_path / "base.db",
+                server=baseline,
+            ),
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
     expected = synthesizer_prompt(baseline)
@@ -86,7 +103,9 @@ def test_sigkill_mid_fanout_then_resume_calls_only_unfinished_workers(tmp_path):
     with LoopbackServer(script) as server:
         proc = subprocess.Popen(
             plait("run", "orchestrator", "build it", "--thread", "crash", db=db, server=server),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env(),
         )
         deadline = time.monotonic() + 30
         while finished_workers(db, "crash") < 1:
@@ -100,7 +119,10 @@ def test_sigkill_mid_fanout_then_resume_calls_only_unfinished_workers(tmp_path):
 
         resumed = subprocess.run(
             plait("resume", "crash", "--json", db=db, server=server),
-            capture_output=True, text=True, env=env(), timeout=60,
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
         )
         assert resumed.returncode == 0, resumed.stderr
         outcome = json.loads(resumed.stdout)
@@ -108,21 +130,35 @@ def test_sigkill_mid_fanout_then_resume_calls_only_unfinished_workers(tmp_path):
         assert outcome["result"] == "final answer"
         # Only the killed workers ran again; the planner and the finished researcher did not.
         assert {role: server.count(role) for role in script} == {
-            "planner": 1, "researcher": 1, "analyst": 2, "coder": 2, "synthesizer": 1,
+            "planner": 1,
+            "researcher": 1,
+            "analyst": 2,
+            "coder": 2,
+            "synthesizer": 1,
         }
         assert synthesizer_prompt(server) == expected
 
 
 def test_the_installed_command_runs_a_graph_and_refuses_bad_input(tmp_path):
     db = str(tmp_path / "cli.db")
-    done = subprocess.run([PLAIT, "run", "review", "Explain the CAP theorem", "--json",
-                           "--db", db], capture_output=True, text=True, env=env(), timeout=60)
+    done = subprocess.run(
+        [PLAIT, "run", "review", "Explain the CAP theorem", "--json", "--db", db],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["result"].startswith("[demo]")
     assert "offline demo model" in done.stderr
 
-    bad = subprocess.run([PLAIT, "run", "nosuchgraph", "task", "--db", db],
-                         capture_output=True, text=True, env=env(), timeout=60)
+    bad = subprocess.run(
+        [PLAIT, "run", "nosuchgraph", "task", "--db", db],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown graph 'nosuchgraph'")
     assert "Traceback" not in bad.stderr

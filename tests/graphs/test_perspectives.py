@@ -118,7 +118,9 @@ def test_bad_arguments_are_refused_naming_the_problem(kwargs, problem):
         create_perspectives_graph(**kwargs)
 
 
-@pytest.mark.parametrize("setting", ["branch_timeout=soon", "branch_timeout=-1", "perspectives=a b"])
+@pytest.mark.parametrize(
+    "setting", ["branch_timeout=soon", "branch_timeout=-1", "perspectives=a b"]
+)
 def test_a_bad_setting_is_a_usage_error_on_one_line(cli, setting):
     done = cli("run", "perspectives", "Design it", "--model", "demo", "--set", setting)
     assert done.exit_code == 2

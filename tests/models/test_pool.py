@@ -55,8 +55,9 @@ async def test_round_robin_takes_turns():
 
 async def test_each_member_keeps_its_concurrency_limit():
     big, small = Gauge(), Gauge()
-    pool = ModelPool(members=[PoolMember(big, limit=3), PoolMember(small, limit=1)],
-                     strategy="least_loaded")
+    pool = ModelPool(
+        members=[PoolMember(big, limit=3), PoolMember(small, limit=1)], strategy="least_loaded"
+    )
     await asyncio.gather(*(call(pool, "worker") for _ in range(16)))
     assert big.peak <= 3 and small.peak <= 1
     assert big.served + small.served == 16
@@ -68,8 +69,10 @@ async def test_capability_sends_a_role_only_to_members_that_serve_it():
     coder = ScriptedChatModel({"coder": ["code"]})
     writer = ScriptedChatModel({"writer": ["words"]})
     pool = ModelPool(
-        members=[PoolMember(coder, capabilities=frozenset({"coder"})),
-                 PoolMember(writer, capabilities=frozenset({"writer"}))],
+        members=[
+            PoolMember(coder, capabilities=frozenset({"coder"})),
+            PoolMember(writer, capabilities=frozenset({"writer"})),
+        ],
         strategy="capability",
     )
     assert (await call(pool, "writer")).content == "words"
@@ -82,8 +85,14 @@ async def test_capability_sends_a_role_only_to_members_that_serve_it():
 
 def test_usage_names_the_member_that_served(tmp_path, cli):
     pool_file = tmp_path / "pool.json"
-    pool_file.write_text(json.dumps({"strategy": "round_robin", "members": [
-        {"model": "demo", "name": "east"}, {"model": "demo", "name": "west"}]}))
+    pool_file.write_text(
+        json.dumps(
+            {
+                "strategy": "round_robin",
+                "members": [{"model": "demo", "name": "east"}, {"model": "demo", "name": "west"}],
+            }
+        )
+    )
     done = cli("run", "orchestrator", "t", "--model", f"pool:{pool_file}", "--json")
     assert done.exit_code == 0, done.stderr
     usage = json.loads(done.stdout)["usage"]
