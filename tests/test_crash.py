@@ -162,3 +162,57 @@ def test_the_installed_command_runs_a_graph_and_refuses_bad_input(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown graph 'nosuchgraph'")
     assert "Traceback" not in bad.stderr
+
+
+def test_ctrl_c_saves_the_thread_and_resume_finishes_it(tmp_path):
+    db = tmp_path / "interrupt.db"
+    script = {
+        "planner": [PLAN],
+        "researcher": ["out-research"],
+        "analyst": [text("never seen", delay=STUCK), "out-analysis"],
+        "coder": ["out-code"],
+        "synthesizer": ["final answer"],
+    }
+    with LoopbackServer(script) as server:
+        proc = subprocess.Popen(
+            plait("run", "orchestrator", "build it", "--thread", "ctrl-c", db=db, server=server),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env(),
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while finished_workers(db, "ctrl-c") < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the finished workers were never checkpointed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert "plait resume ctrl-c" in stderr and "Traceback" not in stderr
+
+        listed = subprocess.run(
+            [PLAIT, "threads", "--json", "--db", str(db)],
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
+        )
+        assert [t["status"] for t in json.loads(listed.stdout)] == ["interrupted"]
+
+        resumed = subprocess.run(
+            plait("resume", "ctrl-c", "--json", db=db, server=server),
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["result"] == "final answer"
+        assert {role: server.count(role) for role in script} == {
+            "planner": 1,
+            "researcher": 1,
+            "analyst": 2,
+            "coder": 1,
+            "synthesizer": 1,
+        }
