@@ -15,8 +15,9 @@ from bench.core import fresh_id
 from plait import PlaitContext, RunSettings, run
 from plait.graphs.loader import build_graph
 from plait.runner import RECURSION_LIMIT
+from plait.settings import RUN_DEFAULTS
 
-MAX_CONCURRENCY = 32  # plait's default (RUN_OPTIONS), what `plait run` uses
+MAX_CONCURRENCY = RUN_DEFAULTS["max_concurrency"]  # what `plait run` uses
 
 
 def orchestrator_options(n: int) -> dict[str, Any]:
