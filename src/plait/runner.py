@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ async def run(
     """
     if not task.strip():
         raise UsageError("the task is empty; say what the graph should work on")
-    settings = settings or RunSettings()
+    settings = _stable_paths(settings or RunSettings())
     if context is None:
         settings.check_models()
         context = settings.context()
@@ -114,7 +115,7 @@ async def run(
         app = build_graph(
             ref, settings.options, database.saver, approve_before=settings.approve_before
         )
-        thread_id = thread_id or uuid.uuid4().hex[:12]
+        thread_id = _check_thread_id(thread_id) if thread_id is not None else uuid.uuid4().hex[:12]
         if not await database.threads.create(
             thread_id, ref, task, asdict(settings), owner=OWNER, input=input
         ):
@@ -277,6 +278,8 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
         await database.threads.update(thread_id, status="failed", error=message, owner=None)
+        if isinstance(exc, UsageError):  # the input was wrong: exit 2, not "resume it"
+            raise
         raise RunFailed(thread_id, message) from exc
     # The last streamed values are the final state; only a pause needs the saver's snapshot
     # (what runs next, what was asked), which costs a checkpoint read.
@@ -325,6 +328,33 @@ def _config(thread_id: str, settings: RunSettings) -> dict[str, Any]:
     }
     config["max_concurrency"] = settings.option("max_concurrency")
     return config
+
+
+def _check_thread_id(thread_id: str) -> str:
+    if not re.fullmatch(r"[\w.-]{1,128}", thread_id):
+        raise UsageError(f"thread id {thread_id!r} must be 1-128 letters, digits, '_', '-' or '.'")
+    return thread_id
+
+
+def _stable_paths(settings: RunSettings) -> RunSettings:
+    # Files named in the settings (a pipeline spec, a pool file) are stored absolute, so that
+    # `plait resume` works from any directory.
+    def absolute(spec: str) -> str:
+        provider, _, name = spec.partition(":")
+        return (
+            f"pool:{Path(name).resolve()}" if provider == "pool" and Path(name).is_file() else spec
+        )
+
+    options = dict(settings.options)
+    if isinstance(options.get("spec"), str) and options["spec"] and Path(options["spec"]).is_file():
+        options["spec"] = str(Path(options["spec"]).resolve())
+    return replace(
+        settings,
+        model=absolute(settings.model),
+        model_for={role: absolute(spec) for role, spec in settings.model_for.items()},
+        fallbacks=[absolute(spec) for spec in settings.fallbacks],
+        options=options,
+    )
 
 
 def _stable_reference(graph: str) -> str:

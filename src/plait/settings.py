@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from plait.errors import OptionError
+from plait.errors import ModelSpecError, OptionError
 from plait.graphs.registry import RUN_OPTIONS
 from plait.models.context import PlaitContext
 from plait.models.resilience import Budget, CallPolicy
@@ -61,8 +62,14 @@ class RunSettings:
         """Load every model spec now, so a bad one fails before a thread is created.
 
         Raises:
-            ModelSpecError: a spec is malformed or lacks its credentials.
+            ModelSpecError: a spec is malformed or lacks its credentials, or the base URL
+                carries credentials (they would be stored with the thread).
         """
+        if self.base_url and urlsplit(self.base_url).password is not None:
+            raise ModelSpecError(
+                "--base-url must not carry credentials (they would be saved with the thread); "
+                "put the key in OPENAI_API_KEY"
+            )
         for spec in {self.model, *self.model_for.values(), *self.fallbacks}:
             load_chat_model(spec, base_url=self.base_url)
 

@@ -256,7 +256,8 @@ async def test_every_item_failing_fails_the_run(db):
 
 
 async def test_input_without_items_fails_the_run_clearly(db):
-    with ScriptedChatModel({}) as model, pytest.raises(RunFailed, match="no items"):
+    # A usage mistake found while running: a UsageError (exit 2), not a resumable failure.
+    with ScriptedChatModel({}) as model, pytest.raises(UsageError, match="no items"):
         await run_mr(model, db, input="\n  \n")
 
 

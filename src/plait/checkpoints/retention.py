@@ -167,8 +167,12 @@ async def _drop_old_checkpoints(database: Database, thread_id: str) -> None:
     # pending writes are all a resume needs; older ones only serve history and forks.
     conn = database.saver.conn
     async with database.saver.lock:
-        for table in ("writes", "checkpoints"):
-            await conn.execute(
-                f"DELETE FROM {table} WHERE thread_id = ? AND {_NOT_LATEST}", (thread_id, thread_id)
-            )
+        # The log's writes stay: `plait threads log` reads every message back from them.
+        await conn.execute(
+            f"DELETE FROM writes WHERE thread_id = ? AND channel != 'log' AND {_NOT_LATEST}",
+            (thread_id, thread_id),
+        )
+        await conn.execute(
+            f"DELETE FROM checkpoints WHERE thread_id = ? AND {_NOT_LATEST}", (thread_id, thread_id)
+        )
         await conn.commit()

@@ -50,8 +50,11 @@ def check_db_path(path: Path) -> None:
     if path.is_dir():
         raise DatabaseError(f"database path {str(path)!r} is a directory; give a file path")
     if path.exists():
-        with path.open("rb") as handle:
-            head = handle.read(len(_HEADER))
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(_HEADER))
+        except OSError as exc:
+            raise DatabaseError(f"cannot read database {str(path)!r}: {exc.strerror}") from None
         if head and head != _HEADER:
             raise DatabaseError(f"{str(path)!r} is not a SQLite database; refusing to touch it")
         return

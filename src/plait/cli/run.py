@@ -258,7 +258,7 @@ def _show_waiting(outcome: Any) -> None:
         for key, value in details.items():
             text = str(value) if len(str(value)) <= 500 else str(value)[:500] + "…"
             err.print(f"  {escape(key)}: {escape(text)}")
-    err.print(
-        f"continue with: plait resume {outcome.thread_id} --approve | --reject "
-        "--feedback TEXT | --answer TEXT"
-    )
+    choices = "--approve | --reject --feedback TEXT"
+    if outcome.waiting["questions"]:  # an agent asked: it may want an answer instead
+        choices += " | --answer TEXT"
+    err.print(f"continue with: plait resume {escape(outcome.thread_id)} {choices}")

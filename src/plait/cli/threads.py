@@ -303,13 +303,17 @@ def delete(thread_id: IdArg, db: DbOpt = None) -> None:
     """Delete a thread and all its checkpoints."""
 
     async def work(database) -> None:
-        await _record(database, thread_id)
+        record = await _record(database, thread_id)
+        if record.running_elsewhere():
+            raise ThreadError(
+                f"thread {thread_id!r} is being run by process {record.owner}; stop it first"
+            )
         await database.saver.adelete_thread(thread_id)
         await database.threads.delete(thread_id)
 
     with cli_errors():
         asyncio.run(_with_db(db, work))
-        out.print(f"deleted thread {thread_id}")
+        out.print(f"deleted thread {thread_id}", markup=False)
 
 
 @app.command("fork")
@@ -354,7 +358,7 @@ def fork(
             print_json({"thread_id": created, "forked_from": thread_id, "checkpoint": checkpoint})
             return
         out.print(
-            f"forked {escape(thread_id)} at {escape(checkpoint)} into [bold]{created}[/]; "
+            f"forked {escape(thread_id)} at {escape(checkpoint)} into [bold]{escape(created)}[/]; "
             f"continue with: plait resume {created}"
         )
 

@@ -17,7 +17,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
-from plait.errors import GraphSetupError, OptionError, UsageError
+from plait.errors import GraphSetupError, OptionError, PlaitError, UsageError
 from plait.graphs.registry import RUN_OPTIONS, get_entry
 
 RUN_OPTION_NAMES = {opt.name for opt in RUN_OPTIONS}
@@ -38,16 +38,23 @@ def parse_graph_options(ref: str, pairs: list[str]) -> dict[str, Any]:
 
 
 def parse_free_options(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs, each value JSON where the text is JSON, else the text itself."""
+    """``key=value`` pairs, each value JSON where the text is JSON, else the text itself;
+    the run options (``timeout``, ``retries``...) are checked against their types.
+    """
+    run_options = {option.name: option for option in RUN_OPTIONS}
     parsed: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise OptionError(f"--set takes key=value, got {pair!r}")
+        if key in run_options:
+            parsed[key] = run_options[key].parse(raw)
+            continue
         try:
-            parsed[key.strip()] = json.loads(raw)
+            parsed[key] = json.loads(raw)
         except json.JSONDecodeError:
-            parsed[key.strip()] = raw
+            parsed[key] = raw
     return parsed
 
 
@@ -140,7 +147,12 @@ def _call_factory(factory: Any, options: dict[str, Any], label: str) -> Any:
     if unknown:
         valid = ", ".join(p for p in params if not p.startswith("_")) or "none"
         raise OptionError(f"{label} has no option {unknown[0]!r}; valid: {valid}")
-    return factory(**options)
+    try:
+        return factory(**options)
+    except PlaitError:
+        raise
+    except Exception as exc:
+        raise GraphSetupError(f"building {label} failed: {type(exc).__name__}: {exc}") from None
 
 
 def _import_reference(ref: str) -> Any:
@@ -174,9 +186,14 @@ def _import_file(where: str) -> Any:
         raise GraphSetupError(f"cannot load {where!r} as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    # A graph file may import the modules beside it, as `python file.py` would let it.
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise GraphSetupError(f"importing {where!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(folder)
     return module

@@ -21,7 +21,7 @@ from typing_extensions import TypedDict
 from plait.errors import GraphSetupError, PlaitError
 from plait.graphs.checks import check_choice
 from plait.models.context import PlaitContext
-from plait.nodes.agent import ask, user_prompt
+from plait.nodes.agent import ask, run_context, user_prompt
 from plait.nodes.branch import BRANCH_ERROR_MODES
 from plait.nodes.prompts import member_prompt, role_prompt
 from plait.state.common import CommonState, merge_by_key
@@ -142,6 +142,7 @@ def create_perspectives_graph(
                 "log": [envelope(role, "chief_architect", "analysis", reply.value)],
             }
         if on_branch_error == "fail":
+            await run_context(runtime).settle()  # let the other experts' paid calls land
             raise failure
         return {
             "errors": {name: str(failure)},

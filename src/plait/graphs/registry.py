@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ class Option:
             raise OptionError(
                 f"option {self.name!r} takes {self.type_label()}, got {raw!r}"
             ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(f"option {self.name!r} takes a finite number, got {raw!r}")
         if self.choices and value not in self.choices:
             raise OptionError(
                 f"option {self.name!r} must be one of {', '.join(self.choices)}; got {raw!r}"

@@ -103,7 +103,8 @@ def create_review_graph(
         if human_review:
             decision = ask_human("Approve this draft?", draft=state["draft"])
             verdict = Review(
-                approved=bool(decision.get("approved")), feedback=decision.get("feedback") or ""
+                approved=bool(decision.get("approved")),
+                feedback=decision.get("feedback") or decision.get("answer") or "",
             )
             return {
                 "approved": verdict.approved,

@@ -114,6 +114,7 @@ async def ask_for(
             reply,
             HumanMessage(f"That reply was not valid: {problem}. Reply again with only the JSON."),
         ]
+    await context.settle()  # let paid-for calls in other branches land before the run stops
     raise StructuredOutputError(name, text, schema.__name__, problem)
 
 

@@ -60,7 +60,11 @@ async def call_model(
                 breaker.abandoned()  # no verdict on the endpoint; a half-open probe must end
                 raise
             except Exception as exc:
-                breaker.failed()
+                # Only faults of the endpoint count against it; a 400 or a 404 means it is up.
+                if is_transient(exc):
+                    breaker.failed()
+                else:
+                    breaker.succeeded()
                 failure = exc
                 if not is_transient(exc) or attempt + 1 == policy.attempts:
                     break
