@@ -114,3 +114,21 @@ async def test_a_structured_output_failure_lets_slower_branches_land(db):
         outcome = await resume("a", db=db, context=PlaitContext(model=load_chat_model("demo")))
     assert outcome.status == "done"
     assert server.count("analyst") == 1 and server.count("writer") == 1
+
+
+def test_input_is_refused_by_graphs_that_do_not_read_it(cli, tmp_path):
+    items = tmp_path / "items.txt"
+    items.write_text("a\nb\n")
+    result = cli("run", "pipeline", "t", "--input", str(items))
+    one_line_error(result, ExitCode.USAGE, "does not read --input (graphs that do: map-reduce)")
+
+
+def test_resume_can_change_run_options_but_not_the_graphs_own(cli):
+    paused = cli("run", "pipeline", "t", "--thread", "p", "--approve-before", "transform")
+    assert paused.exit_code == ExitCode.WAITING, paused.stderr
+    refused = cli("resume", "p", "--approve", "--set", "stages=a,b")
+    one_line_error(refused, ExitCode.USAGE, "run options only")
+    done = cli("resume", "p", "--approve", "--set", "timeout=30", "--set", "retries=4")
+    assert done.exit_code == 0, done.stderr
+    options = json.loads(cli("threads", "show", "p", "--json").stdout)["settings"]["options"]
+    assert options == {"timeout": 30.0, "retries": 4}

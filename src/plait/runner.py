@@ -23,6 +23,7 @@ from plait.checkpoints.sqlite import open_database
 from plait.checkpoints.threads import OWNER
 from plait.errors import ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
+from plait.graphs.registry import GRAPHS, get_entry
 from plait.models.context import PlaitContext
 from plait.models.resilience import BudgetExceeded
 from plait.nodes.human import Decision
@@ -106,6 +107,12 @@ async def run(
     """
     if not task.strip():
         raise UsageError("the task is empty; say what the graph should work on")
+    if input is not None and not is_reference(graph) and not get_entry(graph).reads_input:
+        takes = ", ".join(name for name, entry in GRAPHS.items() if entry.reads_input)
+        raise UsageError(
+            f"graph {graph!r} does not read --input (graphs that do: {takes}); "
+            "put what it needs in the task"
+        )
     settings = _stable_paths(settings or RunSettings())
     if context is None:
         settings.check_models()

@@ -49,10 +49,13 @@ class RunSettings:
         return cls(**{k: v for k, v in stored.items() if k in known})
 
     def override(self, **changes: Any) -> RunSettings:
-        """A copy with the given (non-None) settings changed; ``model_for`` is merged."""
+        """A copy with the given (non-None) settings changed; ``model_for`` and ``options``
+        are merged key by key.
+        """
         changes = {k: v for k, v in changes.items() if v is not None}
-        if "model_for" in changes:
-            changes["model_for"] = {**self.model_for, **changes["model_for"]}
+        for merged in ("model_for", "options"):
+            if merged in changes:
+                changes[merged] = {**getattr(self, merged), **changes[merged]}
         return replace(self, **changes)
 
     def option(self, name: str) -> Any:

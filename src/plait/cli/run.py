@@ -142,6 +142,14 @@ def resume_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            "-s",
+            help="A run option to change, key=value: timeout, role_timeouts, retries, max_concurrency (repeatable).",
+        ),
+    ] = [],  # noqa: B006
     approve: Annotated[
         bool, typer.Option("--approve", help="Approve what a waiting thread asks about.")
     ] = False,
@@ -163,10 +171,12 @@ def resume_command(
 ) -> None:
     """Finish a failed, interrupted or killed run with the settings it was started with.
 
-    Finished steps and finished parallel branches are not run again. Model, fallback and
-    budget flags override the stored settings (a stopped budget needs a larger one). A thread
+    Finished steps and finished parallel branches are not run again. Model, fallback, budget
+    and --set run-option flags override the stored settings (a stopped budget needs a larger
+    one). A thread
     waiting for a person needs --approve, --reject [--feedback TEXT] or --answer TEXT.
     """
+    from plait.graphs.registry import parse_run_options
     from plait.nodes.human import Decision
     from plait.runner import resume
 
@@ -179,6 +189,7 @@ def resume_command(
             "max_tokens": max_tokens,
             "max_cost": max_cost,
             "max_calls": max_calls,
+            "options": parse_run_options(set_) or None,
         }
         if approve and reject:
             raise UsageError("--approve and --reject contradict each other; give one")

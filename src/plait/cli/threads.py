@@ -248,9 +248,8 @@ def history(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         if json_:
             print_json(rows)
             return
-        table = Table(
-            "step", "source", "wrote", "next", "time", "checkpoint", box=None, pad_edge=False
-        )
+        table = Table("step", "source", "wrote", "next", "time", box=None, pad_edge=False)
+        table.add_column("checkpoint", no_wrap=True, min_width=36)  # `fork` needs it whole
         for row in rows:
             table.add_row(
                 str(row["step"]),

@@ -96,6 +96,25 @@ RUN_OPTIONS = (
 )
 
 
+def parse_run_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` pairs of run options only (what ``plait resume --set`` may change).
+
+    Raises:
+        OptionError: malformed pair, a key that is not a run option, or a bad value.
+    """
+    known = {option.name: option for option in RUN_OPTIONS}
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key.strip() not in known:
+            raise OptionError(
+                f"resume --set takes run options only ({', '.join(known)}), got {pair!r}; "
+                "a graph's own options are fixed when its thread starts"
+            )
+        parsed[key.strip()] = known[key.strip()].parse(raw)
+    return parsed
+
+
 @dataclass(frozen=True)
 class GraphEntry:
     """A prebuilt graph: CLI name, one-line summary, factory path and its options."""
@@ -104,6 +123,7 @@ class GraphEntry:
     summary: str
     factory: str  # "module:function"
     options: tuple[Option, ...] = field(default_factory=tuple)
+    reads_input: bool = False  # whether the graph uses `plait run --input FILE`
 
     def load_factory(self) -> Callable[..., Any]:
         module, _, attr = self.factory.partition(":")
@@ -466,6 +486,7 @@ GRAPHS: dict[str, GraphEntry] = {
                     minimum=1,
                 ),
             ),
+            reads_input=True,
         ),
     )
 }
