@@ -284,7 +284,9 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
         raise BudgetStopped(thread_id, str(exc), exc.limit) from exc
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
-        await database.threads.update(thread_id, status="failed", error=message, owner=None)
+        await database.threads.update(
+            thread_id, status="failed", error=message, owner=None, tokens=context.budget.tokens
+        )
         if isinstance(exc, UsageError):  # the input was wrong: exit 2, not "resume it"
             raise
         raise RunFailed(thread_id, message) from exc

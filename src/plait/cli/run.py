@@ -235,6 +235,8 @@ def _finish(start, progress: Progress, json_: bool) -> None:
         progress.close()
         if progress.thread_id:
             err.print(f"interrupted; continue with: plait resume {progress.thread_id}")
+            if json_:
+                print_json({"thread_id": progress.thread_id, "status": "interrupted"})
         raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
     finally:
         progress.close()

@@ -185,7 +185,9 @@ def create_map_reduce_graph(
             instruction, items = DOCUMENT_INSTRUCTION, split_document(state["task"], chunk_size)
         if not items:
             raise UsageError(f"the input has no items to map (mode {mode})")
-        return {"instruction": instruction, "items": items}
+        # The items now hold the input; keeping the raw text too would store it twice in
+        # every later checkpoint.
+        return {"instruction": instruction, "items": items, "input": ""}
 
     async def dispatch_items(state: MapReduceState) -> list[Send]:
         count = len(state["items"])
