@@ -249,10 +249,19 @@ async def test_a_failed_item_is_recorded_told_to_the_reducer_and_listed(db):
     assert "2 of 3 item outputs" in outcome.stop_reason
 
 
-async def test_every_item_failing_fails_the_run(db):
-    model = ScriptedChatModel({"mapper": [RuntimeError("down")] * 2})
-    with model, pytest.raises(RunFailed, match="every item failed"):
-        await run_mr(model, db, input="a\nb")
+async def test_every_item_failing_fails_the_run_and_resume_retries_them(db):
+    # Both items fail, are sent to the mappers once more in the same run, fail again: the run
+    # stops as failed. A resume (an endpoint back up) retries exactly those items.
+    down = ScriptedChatModel({"mapper": [RuntimeError("down")] * 4})
+    with down, pytest.raises(RunFailed, match="every item failed") as failed:
+        await run_mr(down, db, input="a\nb")
+    back = ScriptedChatModel({"mapper": [echo_item] * 2, "reducer": ["both"]})
+    with back:
+        outcome = await runner.resume(
+            failed.value.thread_id, db=db, context=PlaitContext(model=back)
+        )
+    assert outcome.result == "both"
+    assert outcome.values["missing"] == []
 
 
 async def test_input_without_items_fails_the_run_clearly(db):

@@ -24,7 +24,7 @@ from typing_extensions import TypedDict
 from plait.errors import PlaitError, UsageError
 from plait.graphs.checks import check_at_least, check_choice
 from plait.models.context import PlaitContext
-from plait.nodes.agent import ask, user_prompt
+from plait.nodes.agent import ask, run_context, user_prompt
 from plait.nodes.branch import branch_update
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
@@ -52,6 +52,7 @@ class MapReduceState(CommonState, total=False):
     reduce_plan: list[list[list[int]]]  # per level, its batches (indices into its inputs)
     levels: int
     missing: list[int]
+    retry_items: list[str]  # failed items sent to the mappers again (see collect)
     stop_reason: str
 
 
@@ -213,19 +214,41 @@ def create_map_reduce_graph(
             key, "mapper", "reducer", call, keep_going=True, output_key="mapped"
         )
 
-    async def collect(state: MapReduceState) -> dict:
+    async def collect(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:
         plan = state.get("reduce_plan", [])
         if plan and len(plan[-1]) == 1:
             return {}  # the last level was a single batch: its output is the answer
         entries = _level_inputs(state, len(plan))
         if not entries:
-            raise PlaitError(
-                f"every item failed, so there is nothing to reduce; errors: {_failures(state)}"
-            )
+            # Every item failed (an endpoint down, say). Their failures are recorded, so a
+            # resume alone would not retry them: each run (the first, and every resume) sends
+            # them to the mappers once more, then stops as failed and resumable.
+            context = run_context(runtime)
+            if "map-reduce" in context.retried:
+                raise PlaitError(
+                    f"every item failed, so there is nothing to reduce; `plait resume` retries "
+                    f"them; errors: {_failures(state)}"
+                )
+            context.retried.add("map-reduce")
+            return {"retry_items": sorted(state.get("errors", {}), key=int)}
         batches = plan_batches([len(e) + 2 for e in entries], reduce_chars)
-        return {"reduce_plan": [*plan, batches], "levels": len(plan) + 1}
+        return {"reduce_plan": [*plan, batches], "levels": len(plan) + 1, "retry_items": []}
 
     async def dispatch_batches(state: MapReduceState) -> list[Send] | str:
+        if state.get("retry_items"):
+            count = len(state["items"])
+            return [
+                Send(
+                    "mapper",
+                    MapInput(
+                        instruction=state["instruction"],
+                        number=int(key),
+                        count=count,
+                        item=state["items"][int(key) - 1],
+                    ),
+                )
+                for key in state["retry_items"]
+            ]
         plan, level = state["reduce_plan"], state["levels"]
         if f"{level}.0" in state.get("partials", {}) and len(plan[-1]) == 1:
             return "finish"
@@ -279,7 +302,7 @@ def create_map_reduce_graph(
 
     async def finish(state: MapReduceState) -> dict:
         level, errors = state["levels"], state.get("errors", {})
-        missing = sorted(int(key) for key in errors)
+        missing = sorted(int(key) for key in errors if key not in state.get("mapped", {}))
         note = f"\n\nMissing items (their mapper failed): {_failures(state)}" if missing else ""
         mapped, total = len(state.get("mapped", {})), len(state["items"])
         return {
@@ -298,7 +321,7 @@ def create_map_reduce_graph(
     builder.add_edge(START, "split")
     builder.add_conditional_edges("split", dispatch_items, ["mapper"])
     builder.add_edge("mapper", "collect")
-    builder.add_conditional_edges("collect", dispatch_batches, ["reducer", "finish"])
+    builder.add_conditional_edges("collect", dispatch_batches, ["reducer", "finish", "mapper"])
     builder.add_edge("reducer", "collect")
     builder.add_edge("finish", END)
     return builder
@@ -314,5 +337,7 @@ def _level_inputs(state: MapReduceState, level: int) -> list[str]:
 
 
 def _failures(state: MapReduceState) -> str:
-    errors = state.get("errors", {})
-    return "; ".join(f"item {key}: {errors[key]}" for key in sorted(errors, key=int))
+    # An item that failed and then succeeded on a retry is not missing.
+    errors, mapped = state.get("errors", {}), state.get("mapped", {})
+    failed = sorted((key for key in errors if key not in mapped), key=int)
+    return "; ".join(f"item {key}: {errors[key]}" for key in failed)

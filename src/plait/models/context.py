@@ -45,6 +45,7 @@ class PlaitContext:
     budget: Budget = field(default_factory=Budget)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     _breakers: dict[int, CircuitBreaker] = field(default_factory=dict, repr=False)
+    retried: set[str] = field(default_factory=set, repr=False)  # fan-outs re-sent this run
     _in_flight: int = field(default=0, repr=False)
     _settled: Any = field(default=None, repr=False)
 
