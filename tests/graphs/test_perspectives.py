@@ -83,12 +83,23 @@ async def test_a_timed_out_expert_is_left_out_and_named(db):
     assert "too late" not in synthesis
 
 
-async def test_no_synthesis_call_when_every_expert_failed(db):
-    script = {"technical_expert": [ModelCallError("down")], "ux_expert": [ModelCallError("down")]}
-    with ScriptedChatModel(script) as model:
-        outcome = await go(model, db, perspectives=["technical", "ux"])
-    assert outcome.result.startswith("No recommendation: every perspective failed.")
-    assert sorted(outcome.errors) == ["technical", "ux"]
+async def test_every_expert_failing_fails_the_run_and_resume_asks_them_again(db):
+    # No synthesis call with nothing to synthesize: the experts are asked once more, then the
+    # run stops as failed; a resume (the endpoint back) asks them again and finishes.
+    down = [ModelCallError("down")] * 2
+    script = {"technical_expert": down, "ux_expert": down}
+    with (
+        ScriptedChatModel(script) as model,
+        pytest.raises(RunFailed, match="every perspective failed") as failed,
+    ):
+        await go(model, db, perspectives=["technical", "ux"])
+    back = ScriptedChatModel(
+        {"technical_expert": ["TECH"], "ux_expert": ["UX"], "chief_architect": ["Go"]}
+    )
+    with back:
+        outcome = await resume(failed.value.thread_id, db=db, context=PlaitContext(model=back))
+    assert outcome.result == "Go"
+    assert "Missing" not in prompt(back, "chief_architect")
 
 
 async def test_fail_policy_then_resume_reruns_only_the_failed_expert_and_the_synthesis(db):

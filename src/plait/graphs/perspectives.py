@@ -55,6 +55,7 @@ class BranchTimeout(PlaitError, TimeoutError):
 
 class PerspectivesState(CommonState, total=False):
     analyses: Annotated[dict[str, str], merge_by_key]  # keyed by perspective
+    retry: list[str]  # perspectives sent to the experts again (see synthesize)
 
 
 class ExpertInput(TypedDict):
@@ -149,11 +150,30 @@ def create_perspectives_graph(
             "log": [envelope(role, "chief_architect", "failure", str(failure))],
         }
 
+    async def ask_again(state: PerspectivesState) -> list[Send] | str:
+        retry = state.get("retry") or []
+        return [
+            Send("expert", ExpertInput(task=state["task"], perspective=n)) for n in retry
+        ] or END
+
     async def synthesize(state: PerspectivesState, runtime: Runtime[PlaitContext]) -> dict:
         analyses, errors = state.get("analyses", {}), state.get("errors", {})
-        missing = "\n".join(f"- {name}: {errors[name]}" for name in chosen if name in errors)
+        missing = "\n".join(
+            f"- {name}: {errors[name]}"
+            for name in chosen
+            if name in errors and name not in analyses
+        )
         if not analyses:
-            return {"result": f"No recommendation: every perspective failed.\n{missing}"}
+            # Every expert failed (an endpoint down, say): nothing to recommend from. Each run
+            # (the first, and every resume) asks them once more, then stops as failed and
+            # resumable, rather than "done" with no answer.
+            context = run_context(runtime)
+            if "perspectives" in context.retried:
+                raise PlaitError(
+                    f"every perspective failed; `plait resume` retries them:\n{missing}"
+                )
+            context.retried.add("perspectives")
+            return {"retry": list(chosen)}
         sections = {
             "analyses": "\n\n".join(
                 f"[{name}]\n{analyses[name]}" for name in chosen if name in analyses
@@ -169,6 +189,7 @@ def create_perspectives_graph(
         )
         result = reply.value + (f"\n\nMissing perspectives:\n{missing}" if missing else "")
         return {
+            "retry": [],
             "result": result,
             "usage": reply.usage,
             "log": [envelope("chief_architect", "user", "result", reply.value)],
@@ -179,5 +200,5 @@ def create_perspectives_graph(
     builder.add_node("chief_architect", synthesize)
     builder.add_conditional_edges(START, dispatch, ["expert"])
     builder.add_edge("expert", "chief_architect")
-    builder.add_edge("chief_architect", END)
+    builder.add_conditional_edges("chief_architect", ask_again, ["expert", END])
     return builder
