@@ -41,6 +41,15 @@ BaseUrlOpt = Annotated[
         show_default=False,
     ),
 ]
+ResumeModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Use this model from now on instead of the stored one.",
+        show_default=False,
+    ),
+]
 FallbackOpt = Annotated[
     list[str],
     typer.Option(

@@ -21,6 +21,7 @@ from plait.cli.options import (
     ModelForOpt,
     ModelOpt,
     QuietOpt,
+    ResumeModelOpt,
     parse_model_for,
 )
 from plait.cli.output import cli_errors, err, print_json
@@ -135,7 +136,7 @@ def resume_command(
         str,
         typer.Argument(help="The thread to continue (see `plait threads`).", show_default=False),
     ],
-    model: ModelOpt = None,
+    model: ResumeModelOpt = None,
     model_for: ModelForOpt = [],  # noqa: B006
     base_url: BaseUrlOpt = None,
     fallback_model: FallbackOpt = [],  # noqa: B006
