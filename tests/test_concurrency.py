@@ -25,41 +25,14 @@ import pytest
 from plait.checkpoints import open_database
 from plait.checkpoints.threads import MIGRATIONS
 from plait.testing import LoopbackServer, text
+from processes import PLAN, env, finished_workers, plait
 
 pytestmark = pytest.mark.slow
 
-PLAIT = str(Path(sys.executable).with_name("plait"))
-PLAN = json.dumps(
-    {
-        "subtasks": [
-            {"id": "s1", "role": "researcher", "description": "find facts"},
-            {"id": "s2", "role": "analyst", "description": "weigh options"},
-            {"id": "s3", "role": "coder", "description": "sketch code"},
-        ]
-    }
-)
 NO = json.dumps({"approved": False, "feedback": "more detail please"})
 LONG = ["--set", "max_iterations=8", "--json"]  # eight reviews, never approved: many checkpoints
 STUCK = 60.0  # a reply that never comes before the process is killed
 WAIT = 60.0  # the most any one wait in these tests may take
-
-
-def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PLAIT_"))}
-    return {**clean, "COLUMNS": "200"}
-
-
-def plait(*args: str, db: Path, server: LoopbackServer) -> list[str]:
-    return [
-        PLAIT,
-        *args,
-        "--db",
-        str(db),
-        "--model",
-        "openai:test-model",
-        "--base-url",
-        server.base_url,
-    ]
 
 
 class Proc:
@@ -110,18 +83,6 @@ def wait_until(condition: Callable[[], bool], what: str, *watching: Proc) -> Non
             assert proc.popen.poll() is None, f"{what}: process exited\n{proc.stderr()}"
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.05)
-
-
-def finished_workers(db: Path, thread_id: str) -> int:
-    with closing(sqlite3.connect(db, timeout=5)) as conn:
-        try:
-            ((count,),) = conn.execute(
-                "SELECT count(*) FROM writes WHERE thread_id = ? AND channel = 'outputs'",
-                (thread_id,),
-            ).fetchall()
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
-    return count
 
 
 def thread_row(db: Path, thread_id: str) -> tuple[str, str | None]:

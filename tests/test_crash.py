@@ -6,59 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from plait.testing import LoopbackServer, text
+from processes import PLAIT, PLAN, env, finished_workers, plait
 
-PLAIT = str(Path(sys.executable).with_name("plait"))
-PLAN = json.dumps(
-    {
-        "subtasks": [
-            {"id": "s1", "role": "researcher", "description": "find facts"},
-            {"id": "s2", "role": "analyst", "description": "weigh options"},
-            {"id": "s3", "role": "coder", "description": "sketch code"},
-        ]
-    }
-)
 STUCK = 60.0  # long enough that these workers are still in flight when the process is killed
 
 pytestmark = pytest.mark.slow
-
-
-def plait(*args: str, db: Path, server: LoopbackServer) -> list[str]:
-    return [
-        PLAIT,
-        *args,
-        "--db",
-        str(db),
-        "--model",
-        "openai:test-model",
-        "--base-url",
-        server.base_url,
-    ]
-
-
-def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PLAIT_"))}
-    return {**clean, "COLUMNS": "200"}
-
-
-def finished_workers(db: Path, thread_id: str) -> int:
-    with sqlite3.connect(db, timeout=5) as conn:
-        try:
-            (count,) = conn.execute(
-                "SELECT count(*) FROM writes WHERE thread_id = ? AND channel = 'outputs'",
-                (thread_id,),
-            ).fetchone()
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
-    return count
 
 
 def synthesizer_prompt(server: LoopbackServer) -> str:
