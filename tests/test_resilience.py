@@ -286,6 +286,8 @@ def test_fallback_model_flag_serves_a_dead_primary_and_threads_show_names_it(cli
         result = typed(cli, "run review t --fallback-model demo --thread fb --json", *at(server))
         assert server.count() == 5  # 3 for the researcher, 2 more open the breaker
     assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["fallback_calls"] == {"demo": 6}
+    assert "note: fallback model demo served 6 call(s)" in result.stderr
     shown = json.loads(cli("threads", "show", "fb", "--json").stdout)
     assert shown["status"] == "done"
     # The demo reviewer rejects the first draft, so the reviser and a second review follow.

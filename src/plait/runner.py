@@ -49,6 +49,7 @@ class Outcome:
     values: dict[str, Any]
     stop_reason: str | None = None
     waiting: dict[str, Any] | None = None
+    fallback_calls: dict[str, int] | None = None  # calls a fallback model served, by spec
 
     def as_json(self) -> dict[str, Any]:
         """The documented ``--json`` document (``values`` left out: it can be large)."""
@@ -297,7 +298,19 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     await database.threads.update(
         thread_id, status=status, owner=None, tokens=total_tokens(snapshot.values.get("usage"))
     )
-    return _outcome(thread_id, ref, status, snapshot)
+    outcome = _outcome(thread_id, ref, status, snapshot)
+    outcome.fallback_calls = _fallback_calls(settings.fallbacks, outcome.usage) or None
+    return outcome
+
+
+def _fallback_calls(fallbacks: list[str], usage: dict[str, Any]) -> dict[str, int]:
+    # Usage counts calls by the model name the reply reports; a spec's name is after the colon.
+    served: dict[str, int] = {}
+    for agent in usage.values():
+        for name, calls in agent.get("models", {}).items():
+            served[name] = served.get(name, 0) + calls
+    counted = {spec: served.get(spec.partition(":")[2] or spec, 0) for spec in fallbacks}
+    return {spec: calls for spec, calls in counted.items() if calls}
 
 
 @dataclass

@@ -249,6 +249,8 @@ def _show(outcome: Any, json_: bool, quiet: bool) -> None:
         print_json(outcome.as_json())
     elif outcome.result is not None and outcome.status == "done":
         typer.echo(outcome.result)
+    for spec, calls in (outcome.fallback_calls or {}).items():
+        err.print(f"[yellow]note:[/] fallback model {escape(spec)} served {calls} call(s)")
     if outcome.waiting:
         _show_waiting(outcome)
         raise typer.Exit(code=int(ExitCode.WAITING))
