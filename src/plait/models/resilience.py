@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from plait.errors import ExitCode
-
 
 @dataclass(frozen=True)
 class CallPolicy:
@@ -122,8 +120,6 @@ class BudgetExceeded(Exception):  # noqa: N818 - it is a stop signal, not a faul
     """A budget was reached. Deliberately not a ``PlaitError``: patterns that keep a fan-out
     going past a failed branch catch ``PlaitError``, and must not swallow a budget stop.
     """
-
-    exit_code = ExitCode.BUDGET
 
     def __init__(self, message: str, limit: str) -> None:
         super().__init__(message)
