@@ -13,7 +13,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,8 @@ class Outcome:
 
     def as_json(self) -> dict[str, Any]:
         """The documented ``--json`` document (``values`` left out: it can be large)."""
-        data = asdict(self)
-        del data["values"]
+        # asdict would deep-copy the whole final state only to drop it; the rest is small.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "values"}
         data["tokens"] = total_tokens(self.usage)
         return data
 

@@ -27,6 +27,7 @@ from plait.cli.options import (
 from plait.cli.output import cli_errors, err, print_json
 from plait.cli.progress import Progress
 from plait.errors import ExitCode, UsageError
+from plait.state.usage import total_tokens
 
 
 def run_command(
@@ -255,7 +256,7 @@ def _show(outcome: Any, json_: bool, quiet: bool) -> None:
         _show_waiting(outcome)
         raise typer.Exit(code=int(ExitCode.WAITING))
     if not quiet:
-        tokens = outcome.as_json()["tokens"]
+        tokens = total_tokens(outcome.usage)
         summary = (
             f"thread [cyan]{escape(outcome.thread_id)}[/] · {outcome.status} · {tokens:,} tokens"
         )
