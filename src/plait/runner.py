@@ -239,6 +239,8 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
     usage = usage or {}
     seed_budget(context, usage)
+    if context.on_notice is None:
+        context.on_notice = lambda text: emit("notice", {"text": text})
     final: dict[str, Any] = {}
     paused = bool(settings.approve_before)  # static pauses send no event; ask the saver
     try:

@@ -31,6 +31,18 @@ class RunSettings:
         max_cost: Stop the thread once it has cost this many US dollars.
         max_calls: Stop the thread once it has made this many model calls.
         approve_before: Nodes before which the run pauses for a person's approval.
+        models: Named model profiles (from ``plait.toml``): name -> ``{"model": SPEC,
+            "base_url"?, "api_key_env"?, "args"?, "structured"?, "limit"?, "price"?}``; a spec
+            anywhere above may be one of these names.
+        pools: Named worker pools (from ``plait.toml``): name -> ``{"strategy"?, "members":
+            [{"model": SPEC or profile name, "base_url"?, "limit"?, "capabilities"?,
+            "name"?}]}``; ``pool:NAME`` names one.
+        structured: The structured-output method for models whose profile names none:
+            ``auto`` (strongest the endpoint accepts), ``json_schema``, ``function_calling``,
+            ``json_mode`` or ``prompt``.
+        prices: USD per million tokens, ``[input, output]``, by model name (from ``plait.toml``).
+        methods: The structured-output method each endpoint was found to accept, recorded as
+            the thread runs so a resume does not ask again.
     """
 
     model: str = "demo"
@@ -42,6 +54,11 @@ class RunSettings:
     max_cost: float | None = None
     max_calls: int | None = None
     approve_before: list[str] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    structured: str = "auto"
+    prices: dict[str, list[float]] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RunSettings:

@@ -30,6 +30,9 @@ class Progress:
             graph, thread = escape(data["graph"]), escape(self.thread_id or "")
             self._line(f"{verb} [bold]{graph}[/] · thread [cyan]{thread}[/]")
             return
+        if kind == "notice":
+            self._line(f"[yellow]note:[/] {escape(data['text'])}")
+            return
         name, self.tokens = data["name"], data["tokens"]
         if data.get("iteration") is not None:
             self.iteration = data["iteration"]

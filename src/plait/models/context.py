@@ -7,7 +7,7 @@ run, so the circuit breakers and the budget it holds are shared across a fan-out
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,8 @@ class PlaitContext:
         timeout_for: Per-role call timeouts in seconds, overriding ``policy.timeout``.
         budget: Token, cost and call limits for the whole thread.
         breaker: The template for each endpoint's circuit breaker (threshold, cooldown).
+        on_notice: Called once per distinct notice for the user (a refused structured-output
+            method, a model with no known price); the CLI prints these on stderr.
 
     Example:
         ``await graph.ainvoke({"task": "..."}, context=PlaitContext(model="demo"))``
@@ -44,6 +46,8 @@ class PlaitContext:
     timeout_for: Mapping[str, float] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    on_notice: Callable[[str], None] | None = field(default=None, repr=False)
+    _noticed: set[str] = field(default_factory=set, repr=False)
     _breakers: dict[int, CircuitBreaker] = field(default_factory=dict, repr=False)
     retried: set[str] = field(default_factory=set, repr=False)  # fan-outs re-sent this run
     _in_flight: int = field(default=0, repr=False)
@@ -73,6 +77,13 @@ class PlaitContext:
         if key not in self._breakers:
             self._breakers[key] = CircuitBreaker(self.breaker.threshold, self.breaker.cooldown)
         return self._breakers[key]
+
+    def notice(self, text: str) -> None:
+        """Tell the user ``text`` once per run (repeats are dropped)."""
+        if text not in self._noticed:
+            self._noticed.add(text)
+            if self.on_notice is not None:
+                self.on_notice(text)
 
     def call_started(self) -> None:
         self._in_flight += 1
