@@ -26,9 +26,18 @@ def _loopback_only(sock: socket.socket, address) -> None:
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """A private data dir and database; no keys or model settings leak in from the machine."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PLAIT_MODEL", "PLAIT_DB", "PLAIT_DEBUG"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "PLAIT_MODEL",
+        "PLAIT_DB",
+        "PLAIT_DEBUG",
+        "PLAIT_CONFIG",
+        "PLAIT_PRICES",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no user plait.toml
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
     from plait.models.spec import clear_model_cache
 

@@ -54,7 +54,10 @@ USAGE_CASES = {
         ["fail, continue"],
     ),
     "set without =": (["run", "review", "t", "--set", "max_iterations"], ["key=value"]),
-    "malformed model": (["run", "review", "t", "--model", "gpt4"], ["malformed model spec 'gpt4'"]),
+    "malformed model": (
+        ["run", "review", "t", "--model", "gpt4"],
+        ["cannot tell which provider serves model 'gpt4'", "PROVIDER:gpt4"],
+    ),
     "malformed model-for": (["run", "review", "t", "--model-for", "planner"], ["ROLE=SPEC"]),
     "openai without key": (
         ["run", "review", "t", "--model", "openai:gpt-4o-mini"],

@@ -37,14 +37,12 @@ def test_parse_spec_valid(spec, expected):
     assert parse_spec(spec) == expected
 
 
-@pytest.mark.parametrize(
-    "spec", ["", "   ", "gpt4", ":gpt-4o", "openai:", "openai: gpt", "my co:m"]
-)
+@pytest.mark.parametrize("spec", ["", "   ", ":gpt-4o", "openai:", "openai: gpt", "my co:m"])
 def test_parse_spec_invalid_names_the_spec_and_the_forms(spec):
     with pytest.raises(ModelSpecError) as raised:
         parse_spec(spec)
     assert f"malformed model spec {spec!r}" in str(raised.value)
-    assert "'openai:<model>'" in str(raised.value)
+    assert "'<provider>:<model>'" in str(raised.value)
     assert isinstance(raised.value, ValueError)
 
 

@@ -141,12 +141,18 @@ async def test_ask_for_gives_up_after_three_attempts_naming_agent_reply_and_sche
     assert "not valid JSON" in model.calls["judge"][2][-1].content
 
 
-async def test_ask_for_asks_an_openai_endpoint_for_json_mode():
+async def test_ask_for_sends_the_schema_through_an_openai_endpoints_response_format():
     with LoopbackServer({"judge": ['{"approved": false, "score": 1}']}) as server:
         model = load_chat_model("openai:m", base_url=server.base_url)
         reply = await ask_for(runtime(model), "judge", "You are the judge.", "t", Verdict)
     assert reply.value.score == 1
-    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+    (request,) = server.requests
+    sent = request.body["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["name"] == "Verdict" and sent["json_schema"]["strict"] is True
+    assert set(sent["json_schema"]["schema"]["properties"]) == {"approved", "score"}
+    # The schema travels in its channel, not in the prompt.
+    assert all("JSON schema" not in str(m["content"]) for m in request.body["messages"])
 
 
 async def test_agent_node_sends_only_what_it_reads_and_writes_its_key():

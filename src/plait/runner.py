@@ -293,6 +293,8 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
         if isinstance(exc, UsageError):  # the input was wrong: exit 2, not "resume it"
             raise
         raise RunFailed(thread_id, message) from exc
+    finally:
+        await _record_methods(database, thread_id, settings, context)
     # The last streamed values are the final state; only a pause needs the saver's snapshot
     # (what runs next, what was asked), which costs a checkpoint read.
     snapshot = await app.aget_state(config) if paused else _Finished(final)
@@ -303,6 +305,14 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     outcome = _outcome(thread_id, ref, status, snapshot)
     outcome.fallback_calls = _fallback_calls(settings.fallbacks, outcome.usage) or None
     return outcome
+
+
+async def _record_methods(database, thread_id: str, settings: RunSettings, context) -> None:
+    # The structured-output methods endpoints accepted are kept with the thread, so `threads
+    # show` can say which was used and a resume does not send a refused request again.
+    if context.methods != settings.methods:
+        settings.methods = dict(context.methods)
+        await database.threads.update(thread_id, settings=asdict(settings))
 
 
 def _fallback_calls(fallbacks: list[str], usage: dict[str, Any]) -> dict[str, int]:

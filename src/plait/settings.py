@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -91,7 +92,7 @@ class RunSettings:
                 "put the key in OPENAI_API_KEY"
             )
         for spec in {self.model, *self.model_for.values(), *self.fallbacks}:
-            load_chat_model(spec, base_url=self.base_url)
+            load_chat_model(spec, base_url=self.base_url, profiles=self.models, pools=self.pools)
 
     def context(self) -> PlaitContext:
         """The run context these settings describe."""
@@ -103,7 +104,23 @@ class RunSettings:
             policy=CallPolicy(attempts=self.option("retries") + 1, timeout=self.option("timeout")),
             timeout_for=_role_timeouts(self.option("role_timeouts")),
             budget=Budget(self.max_tokens, self.max_cost, self.max_calls),
+            models=self.models,
+            pools=self.pools,
+            structured=self.structured,
+            methods=dict(self.methods),
+            prices=self.all_prices(),
         )
+
+    def all_prices(self) -> dict[str, list[float]]:
+        """``prices``, plus each profile's own price under its model's name."""
+        from plait.models.spec import parse_spec
+
+        prices = dict(self.prices)
+        for profile in self.models.values():
+            if profile.get("price") is not None:
+                with contextlib.suppress(ModelSpecError):  # check_models reports the spec
+                    prices.setdefault(parse_spec(profile["model"])[1], list(profile["price"]))
+        return prices
 
 
 def seed_budget(context: PlaitContext, usage: Mapping[str, AgentUsage]) -> None:

@@ -107,7 +107,7 @@ def test_usage_names_the_member_that_served(tmp_path, cli):
         ('{"members": []}', "at least one member"),
         ('{"strategy": "random", "members": [{"model": "demo"}]}', "unknown pool strategy"),
         ('{"members": [{"model": "demo", "limit": 0}]}', "at least 1"),
-        ('{"members": [{"name": "x"}]}', "must hold"),
+        ('{"members": [{"name": "x"}]}', "member 0 has no 'model'"),
     ],
 )
 def test_bad_pool_files_are_usage_errors(tmp_path, cli, content, phrase):

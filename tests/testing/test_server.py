@@ -252,4 +252,4 @@ async def test_demo_responder_answers_text_and_structured_requests():
         reply = await ask_for(runtime, "reviewer", "You are the reviewer.", "Task: t", _Verdict)
     assert isinstance(reply.value, _Verdict)
     assert reply.value.reasons
-    assert server.requests[-1].body["response_format"] == {"type": "json_object"}
+    assert server.requests[-1].channel == "json_schema"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from plait.cli import graphs, threads
+from plait.cli import config, graphs, threads
 from plait.cli.run import resume_command, run_command
 
 HELP = """Multi-agent orchestration patterns as resumable LangGraph graphs.
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.command("run", no_args_is_help=True)(run_command)
 app.command("resume", no_args_is_help=True)(resume_command)
 app.add_typer(graphs.app, name="graphs")
+app.add_typer(config.app, name="config")
 app.add_typer(threads.app, name="threads")
 
 

@@ -21,7 +21,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="demo, openai:NAME or PROVIDER:NAME [default: $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].",
+        help="demo, openai:NAME, PROVIDER:NAME or a profile from plait.toml [default: the config file's model, else $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].",
         show_default=False,
     ),
 ]
@@ -29,7 +29,7 @@ ModelForOpt = Annotated[
     list[str],
     typer.Option(
         "--model-for",
-        help="ROLE=SPEC: the model for one role, e.g. planner=openai:gpt-4o (repeatable).",
+        help="ROLE=SPEC: the model for one role, e.g. planner=openai:gpt-4o (repeatable; merged over the config file's [roles]).",
         show_default=False,
     ),
 ]
@@ -46,7 +46,7 @@ ResumeModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Use this model from now on instead of the stored one.",
+        help="Use this model (a spec, or a profile from the thread or the config file) from now on instead of the stored one.",
         show_default=False,
     ),
 ]
@@ -82,6 +82,24 @@ MaxCallsOpt = Annotated[
         "--max-calls",
         min=1,
         help="Stop cleanly (exit 4) once the thread has made this many model calls.",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="The config file [default: $PLAIT_CONFIG, else ./plait.toml, else plait.toml in the per-user config folder]; flags override it.",
+        show_default=False,
+    ),
+]
+ResumeConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="A config file whose profiles, pools and prices --model, --model-for and --fallback-model may name; the thread's stored settings win over it [default: as for run].",
         show_default=False,
     ),
 ]

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from plait.cli.options import (
     BaseUrlOpt,
+    ConfigOpt,
     DbOpt,
     FallbackOpt,
     JsonOpt,
@@ -21,6 +22,7 @@ from plait.cli.options import (
     ModelForOpt,
     ModelOpt,
     QuietOpt,
+    ResumeConfigOpt,
     ResumeModelOpt,
     parse_model_for,
 )
@@ -83,6 +85,7 @@ def run_command(
             readable=True,
         ),
     ] = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -91,30 +94,29 @@ def run_command(
     Every step is checkpointed: if the run fails, is interrupted or killed, `plait resume ID`
     finishes it without redoing finished work.
     """
+    from plait.config import effective, find_config
     from plait.graphs.loader import parse_graph_options
     from plait.models.spec import default_model_spec
     from plait.runner import run
-    from plait.settings import RunSettings
 
     with cli_errors():
         text = sys.stdin.read() if task == "-" else task
         if not text.strip():
             raise UsageError("the task is empty; say what the graph should work on")
-        options = parse_graph_options(graph, set_)
-        notice = None
-        if model is None:
-            model, notice = default_model_spec()
-        settings = RunSettings(
-            model=model,
-            model_for=parse_model_for(model_for),
-            base_url=base_url,
-            fallbacks=fallback_model,
-            options=options,
-            max_tokens=max_tokens,
-            max_cost=max_cost,
-            max_calls=max_calls,
-            approve_before=approve_before,
-        )
+        flags = {
+            "model": model,
+            "model_for": parse_model_for(model_for),
+            "base_url": base_url,
+            "fallbacks": fallback_model,
+            "options": parse_graph_options(graph, set_),
+            "max_tokens": max_tokens,
+            "max_cost": max_cost,
+            "max_calls": max_calls,
+            "approve_before": approve_before,
+        }
+        # The file is read before anything touches the database: a bad one changes nothing.
+        settings, sources = effective(flags, find_config(config))
+        notice = default_model_spec()[1] if sources["model"] == "default" else None
         progress = Progress(quiet=quiet, notice=notice)
         extra = input_.read_text(encoding="utf-8", errors="replace") if input_ else None
         _finish(
@@ -168,6 +170,7 @@ def resume_command(
         str | None, typer.Option("--answer", help="Answer an agent's question.", show_default=False)
     ] = None,
     db: DbOpt = None,
+    config: ResumeConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -177,7 +180,9 @@ def resume_command(
     and --set run-option flags override the stored settings (a stopped budget needs a larger
     one). A thread
     waiting for a person needs --approve, --reject [--feedback TEXT] or --answer TEXT.
+    The config file applies to new runs only; a model flag may name its profiles and pools.
     """
+    from plait.config import find_config, load_config
     from plait.graphs.registry import parse_run_options
     from plait.nodes.human import Decision
     from plait.runner import resume
@@ -193,6 +198,10 @@ def resume_command(
             "max_calls": max_calls,
             "options": parse_run_options(set_) or None,
         }
+        path = find_config(config)
+        from_file = load_config(path) if path else {}  # a bad file is an error here too
+        if from_file and (model or model_for or fallback_model):
+            overrides.update(_definitions(from_file, thread_id, db))
         if approve and reject:
             raise UsageError("--approve and --reject contradict each other; give one")
         decision = None
@@ -210,6 +219,28 @@ def resume_command(
             progress,
             json_,
         )
+
+
+def _definitions(from_file: dict[str, Any], thread_id: str, db: str | None) -> dict[str, Any]:
+    """The file's profiles, pools and prices the thread lacks, merged under its own, so a
+    resume flag can name a profile added to the file since the thread started.
+    """
+    from plait.checkpoints.sqlite import open_database
+
+    async def stored() -> dict[str, Any] | None:
+        async with open_database(db) as database:
+            record = await database.threads.get(thread_id)
+        return record.settings if record else None
+
+    settings = asyncio.run(stored())
+    if settings is None:
+        return {}  # unknown thread: resume says so
+    merged = {}
+    for name in ("models", "pools", "prices"):
+        have = settings.get(name) or {}
+        if set(from_file.get(name, {})) - set(have):
+            merged[name] = {**from_file.get(name, {}), **have}  # the thread's own win
+    return merged
 
 
 def _finish(start, progress: Progress, json_: bool) -> None:

@@ -7,7 +7,8 @@ run, so the circuit breakers and the budget it holds are shared across a fan-out
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,21 @@ from plait.models.resilience import Budget, CallPolicy, CircuitBreaker
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One concrete model a call goes to: a pool resolved to its member.
+
+    Args:
+        model: The chat model client.
+        member: The pool member's label, or None outside a pool.
+        structured: The structured-output method pinned for it, or ``auto``.
+    """
+
+    model: BaseChatModel
+    member: str | None
+    structured: str
 
 
 @dataclass
@@ -31,6 +47,12 @@ class PlaitContext:
         timeout_for: Per-role call timeouts in seconds, overriding ``policy.timeout``.
         budget: Token, cost and call limits for the whole thread.
         breaker: The template for each endpoint's circuit breaker (threshold, cooldown).
+        models: Named model profiles (``[models.NAME]`` in plait.toml); a spec may name one.
+        pools: Named worker pools (``[pools.NAME]``), for ``pool:NAME``.
+        structured: The structured-output method of models whose profile pins none.
+        methods: The structured-output method each endpoint accepted, by endpoint; filled
+            in as the run finds out, and seeded from the thread on resume.
+        prices: USD per million tokens ``[input, output]`` by model name, over the defaults.
         on_notice: Called once per distinct notice for the user (a refused structured-output
             method, a model with no known price); the CLI prints these on stderr.
 
@@ -46,9 +68,18 @@ class PlaitContext:
     timeout_for: Mapping[str, float] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    structured: str = "auto"
+    methods: dict[str, str] = field(default_factory=dict)
+    prices: Mapping[str, Sequence[float]] = field(default_factory=dict)
     on_notice: Callable[[str], None] | None = field(default=None, repr=False)
     _noticed: set[str] = field(default_factory=set, repr=False)
     _breakers: dict[int, CircuitBreaker] = field(default_factory=dict, repr=False)
+    _pinned: dict[int, str] = field(default_factory=dict, repr=False)
+    _gates: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+    _limits: dict[int, int] = field(default_factory=dict, repr=False)
+    _method_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     retried: set[str] = field(default_factory=set, repr=False)  # fan-outs re-sent this run
     _in_flight: int = field(default=0, repr=False)
     _settled: Any = field(default=None, repr=False)
@@ -85,6 +116,31 @@ class PlaitContext:
             if self.on_notice is not None:
                 self.on_notice(text)
 
+    @contextlib.asynccontextmanager
+    async def endpoint(self, model: BaseChatModel, role: str) -> AsyncIterator[Endpoint]:
+        """The concrete endpoint for one call to ``model``, holding a slot of its limit.
+
+        A pool leases one member; a profile with a ``limit`` waits for one of its slots.
+        """
+        from plait.models.pool import ModelPool
+
+        if isinstance(model, ModelPool):
+            async with model.lease(role) as member:
+                yield Endpoint(member.model, member.name, member.structured)
+            return
+        pinned = self._pinned.get(id(model), self.structured)
+        limit = self._limits.get(id(model))
+        if limit is None:
+            yield Endpoint(model, None, pinned)
+            return
+        gate = self._gates.setdefault(id(model), asyncio.Semaphore(limit))
+        async with gate:
+            yield Endpoint(model, None, pinned)
+
+    def method_lock(self, endpoint: str) -> asyncio.Lock:
+        """Held while an endpoint's structured-output method is found, so it is asked once."""
+        return self._method_locks.setdefault(endpoint, asyncio.Lock())
+
     def call_started(self) -> None:
         self._in_flight += 1
 
@@ -108,6 +164,14 @@ class PlaitContext:
     def _load(self, choice: str | BaseChatModel) -> BaseChatModel:
         from plait.models.spec import load_chat_model
 
-        return (
-            load_chat_model(choice, base_url=self.base_url) if isinstance(choice, str) else choice
+        if not isinstance(choice, str):
+            return choice
+        model = load_chat_model(
+            choice, base_url=self.base_url, profiles=self.models, pools=self.pools
         )
+        profile = self.models.get(choice) or {}
+        if profile.get("structured"):
+            self._pinned[id(model)] = profile["structured"]
+        if profile.get("limit"):
+            self._limits[id(model)] = int(profile["limit"])
+        return model

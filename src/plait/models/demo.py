@@ -2,20 +2,23 @@
 
 It lets every graph and the whole CLI run with no key and no network. Every reply starts with
 ``[demo]`` so nobody mistakes it for a real answer. Structured replies are built from the JSON
-schema that plait's structured-output helper puts in the prompt, so any pattern that asks for
-a pydantic model gets a valid one without the demo knowing the pattern.
+schema plait sends (as a tool's parameters, or in the prompt), so any pattern that asks for a
+pydantic model gets a valid one without the demo knowing the pattern.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from plait.nodes.structured import SCHEMA_MARKER
 
@@ -49,11 +52,22 @@ def counted_result(messages: list[BaseMessage], text: str, model_name: str) -> C
 
 
 class DemoChatModel(BaseChatModel):
-    """A chat model that answers offline with canned text and reports usage like a real one."""
+    """A chat model that answers offline with canned text and reports usage like a real one.
+
+    It has tool calling, as real chat models do, so plait asks it for structure with a
+    forced tool and it fills in the tool's schema; asked with the schema in the prompt, it
+    fills that in instead.
+    """
 
     @property
     def _llm_type(self) -> str:
         return "plait-demo"
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def _generate(
         self,
@@ -63,7 +77,7 @@ class DemoChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         role = (run_manager.metadata if run_manager else {}).get("plait_role", "assistant")
-        return self._reply(messages, role)
+        return self._reply(messages, role, kwargs.get("tools"))
 
     async def _agenerate(
         self,
@@ -73,10 +87,26 @@ class DemoChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         role = (run_manager.metadata if run_manager else {}).get("plait_role", "assistant")
-        return self._reply(messages, role)
+        return self._reply(messages, role, kwargs.get("tools"))
 
-    def _reply(self, messages: list[BaseMessage], role: str) -> ChatResult:
+    def _reply(
+        self, messages: list[BaseMessage], role: str, tools: list[dict[str, Any]] | None = None
+    ) -> ChatResult:
         prompt = "\n".join(str(m.content) for m in messages)
+        if tools:
+            function = tools[0]["function"]
+            schema = function.get("parameters", {})
+            args = _Filler(role, prompt).fill(schema, schema.get("$defs", {}))
+            result = counted_result(messages, json.dumps(args), "demo")
+            message = result.generations[0].message
+            call = {"name": function["name"], "args": args, "id": "demo-call", "type": "tool_call"}
+            reply = AIMessage(
+                content="",
+                tool_calls=[call],
+                usage_metadata=message.usage_metadata,  # type: ignore[attr-defined]
+                response_metadata=message.response_metadata,
+            )
+            return ChatResult(generations=[ChatGeneration(message=reply)])
         if SCHEMA_MARKER in prompt:
             schema = json.loads(prompt.split(SCHEMA_MARKER, 1)[1].strip().splitlines()[0])
             text = json.dumps(_Filler(role, prompt).fill(schema, schema.get("$defs", {})))

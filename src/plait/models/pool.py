@@ -10,9 +10,10 @@ endpoints with limits 4 and 8 keeps at most 12 requests in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,14 @@ class PoolMember:
         limit: Most requests in flight to it at once.
         capabilities: Roles it may serve (used by the ``capability`` strategy).
         name: A label for usage and errors.
+        structured: The structured-output method pinned for it (``auto``: found by trying).
     """
 
     model: BaseChatModel
     limit: int = 4
     capabilities: frozenset[str] = field(default_factory=frozenset)
     name: str = ""
+    structured: str = "auto"
     in_flight: int = 0
     _gates: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
 
@@ -112,6 +115,21 @@ class ModelPool(BaseChatModel):
         # members fill in order and a bigger endpoint takes a bigger share.
         return min(candidates, key=lambda m: m.in_flight / m.limit)
 
+    @contextlib.asynccontextmanager
+    async def lease(self, role: str) -> AsyncIterator[PoolMember]:
+        """Choose a member for one call of ``role`` and hold one of its slots meanwhile.
+
+        plait's call path leases a member and calls it directly, so each member gets its own
+        structured-output method, circuit breaker and usage line.
+        """
+        member = self.choose(role)
+        member.in_flight += 1
+        try:
+            async with member.gate():
+                yield member
+        finally:
+            member.in_flight -= 1
+
     async def _agenerate(
         self,
         messages: list[BaseMessage],
@@ -120,19 +138,11 @@ class ModelPool(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         metadata = run_manager.metadata if run_manager else {}
-        member = self.choose(metadata.get("plait_role", ""))
-        member.in_flight += 1
-        try:
-            async with member.gate():
-                reply = await member.model.ainvoke(
-                    messages,
-                    stop=stop,
-                    config={"metadata": metadata},
-                    **kwargs,
-                )
-        finally:
-            member.in_flight -= 1
-        return ChatResult(generations=[ChatGeneration(message=_tagged(reply, member))])
+        async with self.lease(metadata.get("plait_role", "")) as member:
+            reply = await member.model.ainvoke(
+                messages, stop=stop, config={"metadata": metadata}, **kwargs
+            )
+        return ChatResult(generations=[ChatGeneration(message=tagged(reply, member.name))])
 
     def _generate(
         self,
@@ -144,47 +154,75 @@ class ModelPool(BaseChatModel):
         metadata = run_manager.metadata if run_manager else {}
         member = self.choose(metadata.get("plait_role", ""))
         reply = member.model.invoke(messages, stop=stop, config={"metadata": metadata}, **kwargs)
-        return ChatResult(generations=[ChatGeneration(message=_tagged(reply, member))])
+        return ChatResult(generations=[ChatGeneration(message=tagged(reply, member.name))])
 
 
-def _tagged(reply: AIMessage, member: PoolMember) -> AIMessage:
-    # Usage is counted per model name, so name the member that served the call.
+def tagged(reply: AIMessage, member: str) -> AIMessage:
+    """``reply`` with its model name marked ``NAME@member``: usage is counted per model name,
+    so it names the member that served the call.
+    """
     model_name = (reply.response_metadata or {}).get("model_name", "model")
-    meta = {**(reply.response_metadata or {}), "model_name": f"{model_name}@{member.name}"}
+    meta = {**(reply.response_metadata or {}), "model_name": f"{model_name}@{member}"}
     return reply.model_copy(update={"response_metadata": meta})
 
 
-def load_pool(path: str) -> ModelPool:
+def load_pool(path: str, profiles: Mapping[str, Mapping[str, Any]] | None = None) -> ModelPool:
     """Build a pool from a JSON file.
 
     The file: ``{"strategy": "least_loaded", "members": [{"model": "openai:gpt-4o-mini",
-    "base_url": "http://gpu1:8000/v1", "limit": 8, "capabilities": ["coder"], "name": "gpu1"}]}``
+    "base_url": "http://gpu1:8000/v1", "limit": 8, "capabilities": ["coder"], "name": "gpu1"}]}``;
+    a member's ``model`` may name a profile from ``plait.toml``.
 
     Raises:
         ModelSpecError: the file is missing, not JSON, or describes a bad pool.
     """
-    from plait.models.spec import load_chat_model
-
     try:
         spec = json.loads(Path(path).read_text())
-        members = [
-            PoolMember(
-                model=load_chat_model(item["model"], base_url=item.get("base_url")),
-                limit=int(item.get("limit", 4)),
-                capabilities=frozenset(item.get("capabilities", ())),
-                name=item.get("name", ""),
+    except FileNotFoundError:
+        raise ModelSpecError(
+            f"pool file {path!r} does not exist (and plait.toml names no pool {path!r})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"cannot read pool file {path!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ModelSpecError(f"pool file {path!r} is not JSON: {exc.msg}") from None
+    return pool_from_dict(spec, f"pool file {path!r}", profiles)
+
+
+def pool_from_dict(
+    spec: Any, label: str, profiles: Mapping[str, Mapping[str, Any]] | None = None
+) -> ModelPool:
+    """Build a pool from its description (a pool file's JSON or a ``[pools.NAME]`` table).
+
+    Raises:
+        ModelSpecError: the description is malformed; ``label`` says which pool.
+    """
+    from plait.models.spec import load_chat_model
+
+    profiles = profiles or {}
+    try:
+        members = []
+        for index, item in enumerate(spec["members"]):
+            if "model" not in item:
+                raise ModelSpecError(f"{label}: member {index} has no 'model'")
+            if str(item["model"]).startswith("pool:"):
+                raise ModelSpecError(f"{label}: member {index} is itself a pool; pools do not nest")
+            members.append(
+                PoolMember(
+                    model=load_chat_model(
+                        item["model"], base_url=item.get("base_url"), profiles=profiles
+                    ),
+                    limit=int(item.get("limit", profiles.get(item["model"], {}).get("limit", 4))),
+                    capabilities=frozenset(item.get("capabilities", ())),
+                    name=item.get("name", ""),
+                    structured=profiles.get(item["model"], {}).get("structured", "auto"),
+                )
             )
-            for item in spec["members"]
-        ]
         return ModelPool(members=members, strategy=spec.get("strategy", "round_robin"))
     except ModelSpecError:
         raise
-    except FileNotFoundError:
-        raise ModelSpecError(f"pool file {path!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ModelSpecError(f"pool file {path!r} is not JSON: {exc.msg}") from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelSpecError(
-            f'pool file {path!r} must hold {{"strategy": ..., "members": [{{"model": SPEC, '
+            f'{label} must hold {{"strategy": ..., "members": [{{"model": SPEC, '
             f'"base_url"?, "limit"?, "capabilities"?, "name"?}}]}} ({exc})'
         ) from None

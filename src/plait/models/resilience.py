@@ -57,7 +57,22 @@ def is_transient(exc: BaseException) -> bool:
     ):
         return True
     status = getattr(exc, "status_code", None)
-    return status in (408, 409, 429) or (status is not None and status >= 500)
+    if status in (408, 409, 429) or (status is not None and status >= 500):
+        return True
+    # Providers' SDKs wrap httpx's connection errors and timeouts in errors of their own (or,
+    # like ollama's client, let them through): look down the chain of causes for one.
+    import httpx
+
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, httpx.UnsupportedProtocol):  # a malformed URL: retrying won't help
+            return False
+        if isinstance(seen, (httpx.TransportError, ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_after(exc: BaseException) -> float | None:

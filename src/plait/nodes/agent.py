@@ -6,18 +6,20 @@ into state. ``agent_node`` makes a whole graph node from role instructions, for 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from plait.errors import StructuredOutputError
 from plait.models.context import PlaitContext
+from plait.models.methods import payload
 from plait.nodes.calls import call_model, text_of
-from plait.nodes.structured import parse_reply, schema_instructions
+from plait.nodes.structured import parse_reply
 from plait.state.log import envelope
 from plait.state.usage import AgentUsage, add_usage
 
@@ -86,9 +88,10 @@ async def ask_for(
 ) -> Reply[M]:
     """Ask the model serving ``role`` for an instance of ``schema``.
 
-    The schema goes in the prompt (and JSON mode is asked for where the client has it); the
-    reply is repaired where possible and validated, and on failure the model is re-asked with
-    the exact problem, up to ``attempts`` calls in all.
+    The schema goes through the endpoint's own channel (``json_schema`` response format, a
+    forced tool, JSON mode or the prompt: see ``plait.models.methods``); the reply is repaired
+    where possible and validated with pydantic, and on failure the model is re-asked with the
+    exact problem, up to ``attempts`` calls in all.
 
     Raises:
         StructuredOutputError: after the last attempt, naming the agent, what it returned
@@ -96,26 +99,34 @@ async def ask_for(
     """
     name = agent or role
     context = run_context(runtime)
-    messages: list[BaseMessage] = [
-        SystemMessage(instructions),
-        HumanMessage(prompt + schema_instructions(schema)),
-    ]
+    messages: list[BaseMessage] = [SystemMessage(instructions), HumanMessage(prompt)]
     usage: dict[str, AgentUsage] = {}
     problem, text = "", ""
     for _ in range(attempts):
-        reply, spent = await call_model(context, role, name, messages, json_mode=True)
+        reply, spent = await call_model(context, role, name, messages, schema=schema)
         usage = add_usage(usage, spent)
-        text = text_of(reply)
+        args = payload(reply)
+        text = text_of(reply) if args is None else json.dumps(args)
         try:
             return Reply(parse_reply(text, schema), usage)
         except ValueError as exc:
             problem = str(exc)
-        messages += [
-            reply,
-            HumanMessage(f"That reply was not valid: {problem}. Reply again with only the JSON."),
-        ]
+        messages += [reply, *_feedback(reply, problem)]
     await context.settle()  # let paid-for calls in other branches land before the run stops
     raise StructuredOutputError(name, text, schema.__name__, problem)
+
+
+def _feedback(reply: AIMessage, problem: str) -> list[BaseMessage]:
+    # A tool call must be answered by a tool message before anything else is said.
+    if reply.tool_calls:
+        return [
+            ToolMessage(
+                f"Invalid: {problem}. Call the tool again, corrected.", tool_call_id=c["id"]
+            )
+            for c in reply.tool_calls
+            if c.get("id")
+        ]
+    return [HumanMessage(f"That reply was not valid: {problem}. Reply again with only the JSON.")]
 
 
 def agent_node(

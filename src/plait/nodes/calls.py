@@ -1,9 +1,11 @@
 """One model call as plait makes it: retried, timed out, failed over, budgeted and counted.
 
 ``call_model`` is the only place plait talks to a chat model. For each candidate (the role's
-model, then each fallback) it checks the endpoint's circuit breaker and the run's budget,
-calls with a timeout, retries transient faults with backoff (honouring ``Retry-After``), and
-moves to the next candidate when one keeps failing.
+model, then each fallback; a pool resolved to one member) it checks the endpoint's circuit
+breaker and the run's budget, asks for structure through the endpoint's own channel (falling
+back to the next method when the endpoint refuses one, once per endpoint per run), calls with a
+timeout, retries transient faults with backoff (honouring ``Retry-After``), and moves to the
+next candidate when one keeps failing.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import time
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from pydantic import BaseModel
 
 from plait.errors import ModelCallError, PlaitError
-from plait.models.context import PlaitContext
-from plait.models.prices import cost_of
+from plait.models import methods
+from plait.models.context import Endpoint, PlaitContext
+from plait.models.pool import tagged
+from plait.models.prices import cost_of, price_of
 from plait.models.resilience import BudgetExceeded, is_transient
+from plait.nodes.structured import schema_instructions
 from plait.state.usage import AgentUsage
 
 
@@ -29,9 +35,12 @@ async def call_model(
     agent: str,
     messages: list[BaseMessage],
     *,
-    json_mode: bool = False,
+    schema: type[BaseModel] | None = None,
 ) -> tuple[AIMessage, dict[str, AgentUsage]]:
     """Call the model serving ``role``; return the reply and its usage under ``agent``.
+
+    With ``schema``, the reply is asked for through the endpoint's structured-output channel
+    (see ``plait.models.methods``); the caller validates it.
 
     Raises:
         ModelCallError: every candidate failed (or had its circuit open); says why.
@@ -40,43 +49,171 @@ async def call_model(
     policy = context.policy_for(role)
     failure: Exception | None = None
     skipped = 0
-    for model in context.candidates(role):
-        breaker = context.breaker_for(model)
-        client = _json_mode(model) if json_mode else model
+    for candidate in context.candidates(role):
         for attempt in range(policy.attempts):
             await _check_budget(context)  # before allow(): a probe must not be left hanging
-            if not breaker.allow():
-                skipped += 1
-                break
-            started = time.perf_counter()
-            context.call_started()
-            context.budget.pending += 1
-            try:
-                async with asyncio.timeout(policy.timeout):
-                    reply = await client.ainvoke(
-                        messages, config={"metadata": {"plait_role": role}}
-                    )
-            except (PlaitError, asyncio.CancelledError):
-                breaker.abandoned()  # no verdict on the endpoint; a half-open probe must end
-                raise
-            except Exception as exc:
-                # Only faults of the endpoint count against it; a 400 or a 404 means it is up.
-                if is_transient(exc):
-                    breaker.failed()
+            async with context.endpoint(candidate, role) as endpoint:
+                breaker = context.breaker_for(endpoint.model)
+                if not breaker.allow():
+                    skipped += 1
+                    break
+                started = time.perf_counter()
+                try:
+                    reply = await _ask(context, endpoint, role, messages, schema, policy.timeout)
+                except (PlaitError, asyncio.CancelledError):
+                    breaker.abandoned()  # no verdict on the endpoint; a half-open probe must end
+                    raise
+                except Exception as exc:
+                    # Only faults of the endpoint count against it; a 400 or a 404 means it is up.
+                    if is_transient(exc):
+                        breaker.failed()
+                    else:
+                        breaker.succeeded()
+                    failure = exc
+                    if not is_transient(exc) or attempt + 1 == policy.attempts:
+                        break
+                    delay = policy.delay(attempt, exc)
                 else:
                     breaker.succeeded()
-                failure = exc
-                if not is_transient(exc) or attempt + 1 == policy.attempts:
-                    break
-                await asyncio.sleep(policy.delay(attempt, exc))
-                continue
-            finally:
-                context.budget.pending -= 1
-                context.call_ended()
-            breaker.succeeded()
-            return reply, {agent: _usage(context, model, reply, started)}
+                    if endpoint.member is not None:
+                        reply = tagged(reply, endpoint.member)
+                    return reply, {agent: _usage(context, endpoint.model, reply, started)}
+            await asyncio.sleep(delay)  # outside the endpoint: a waiting retry holds no slot
     await context.settle()
     raise ModelCallError(_describe_failure(failure, role, skipped)) from failure
+
+
+async def _ask(
+    context: PlaitContext,
+    endpoint: Endpoint,
+    role: str,
+    messages: list[BaseMessage],
+    schema: type[BaseModel] | None,
+    timeout: float | None,
+) -> AIMessage:
+    """One request; for a structured one, by the endpoint's method, found once per run."""
+    if schema is None:
+        return await _send(context, endpoint.model, messages, role, timeout)
+    key = endpoint_key(endpoint.model)
+    plan = methods.plan(endpoint.model, endpoint.structured)
+    known = context.methods.get(key)
+    if known in plan or len(plan) == 1:
+        method = known if known in plan else plan[0]
+        return await _structured(context, endpoint.model, method, messages, schema, role, timeout)
+    async with context.method_lock(key):  # the others wait: a refusal is sent once per endpoint
+        if context.methods.get(key) not in plan:
+            return await _discover(context, endpoint, key, plan, messages, schema, role, timeout)
+    method = context.methods[key]  # found by another branch while this one waited
+    return await _structured(context, endpoint.model, method, messages, schema, role, timeout)
+
+
+async def _discover(
+    context: PlaitContext,
+    endpoint: Endpoint,
+    key: str,
+    plan: tuple[str, ...],
+    messages: list[BaseMessage],
+    schema: type[BaseModel],
+    role: str,
+    timeout: float | None,
+) -> AIMessage:
+    """Try the methods in order until the endpoint accepts one; remember it for the run."""
+    refused: list[str] = []
+    for method in plan:
+        try:
+            reply = await _structured(
+                context, endpoint.model, method, messages, schema, role, timeout
+            )
+        except Exception as exc:
+            if method == plan[-1] or not _refusal(exc):
+                raise
+            refused.append(f"{method} ({_short(exc)})")
+            continue
+        context.methods[key] = method
+        if refused:
+            context.notice(
+                f"{key} refused structured output by {', '.join(refused)}; "
+                f"using {method} for the rest of the run"
+            )
+        return reply
+    raise AssertionError("unreachable: the last method's failure is raised")
+
+
+async def _structured(
+    context: PlaitContext,
+    model: BaseChatModel,
+    method: str,
+    messages: list[BaseMessage],
+    schema: type[BaseModel],
+    role: str,
+    timeout: float | None,
+) -> AIMessage:
+    if method in methods.IN_PROMPT:
+        messages = with_schema_in_prompt(messages, schema)
+    try:
+        client = methods.bind(model, method, schema)
+    except (NotImplementedError, ValueError) as exc:  # the integration lacks this method
+        raise _MethodUnavailable(str(exc)) from exc
+    return methods.raw_reply(await _send(context, client, messages, role, timeout))
+
+
+async def _send(
+    context: PlaitContext,
+    client: Any,
+    messages: list[BaseMessage],
+    role: str,
+    timeout: float | None,
+) -> Any:
+    context.call_started()
+    context.budget.pending += 1
+    try:
+        async with asyncio.timeout(timeout):
+            return await client.ainvoke(messages, config={"metadata": {"plait_role": role}})
+    finally:
+        context.budget.pending -= 1
+        context.call_ended()
+
+
+class _MethodUnavailable(Exception):
+    """The model's integration cannot ask for structure this way (no request was sent)."""
+
+
+def _refusal(exc: Exception) -> bool:
+    # An endpoint that lacks a structured-output method answers 400 (or 422) to it; one that
+    # is down, throttled or failing answers otherwise, and is retried rather than downgraded.
+    return isinstance(exc, _MethodUnavailable) or getattr(exc, "status_code", None) in (400, 422)
+
+
+def _short(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"HTTP {status}" if status else "not supported by its integration"
+
+
+def with_schema_in_prompt(
+    messages: list[BaseMessage], schema: type[BaseModel]
+) -> list[BaseMessage]:
+    """``messages`` with the schema text appended to the first user message."""
+    out = list(messages)
+    for index, message in enumerate(out):
+        if isinstance(message, HumanMessage):
+            out[index] = HumanMessage(str(message.content) + schema_instructions(schema))
+            break
+    return out
+
+
+def endpoint_key(model: Any) -> str:
+    """A stable name for an endpoint: its model name and URL (or its class, for local fakes)."""
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    url = next(
+        (
+            str(v)
+            for a in ("openai_api_base", "base_url", "anthropic_api_url", "api_base")
+            if (v := getattr(model, a, None))
+        ),
+        None,
+    )
+    label = name if isinstance(name, str) else type(model).__name__
+    return f"{label} at {url}" if url else label
 
 
 async def _check_budget(context: PlaitContext) -> None:
@@ -92,7 +229,12 @@ def _usage(context: PlaitContext, model: Any, reply: AIMessage, started: float) 
     name = (reply.response_metadata or {}).get("model_name") or getattr(model, "model_name", None)
     name = name or type(model).__name__
     tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
-    cost = cost_of(name, tokens_in, tokens_out)
+    cost = cost_of(name, tokens_in, tokens_out, overrides=context.prices)
+    if context.budget.max_cost is not None and price_of(name, overrides=context.prices) is None:
+        context.notice(
+            f"no known price for model {name!r}: --max-cost counts its calls as free; "
+            "give it one under [prices] in plait.toml"
+        )
     context.budget.spend(tokens_in + tokens_out, cost)
     return AgentUsage(
         calls=1,
@@ -102,14 +244,6 @@ def _usage(context: PlaitContext, model: Any, reply: AIMessage, started: float) 
         cost=cost,
         models={name: 1},
     )
-
-
-def _json_mode(model: BaseChatModel) -> BaseChatModel:
-    # OpenAI-compatible servers accept JSON mode widely; strict json_schema mode rejects many
-    # pydantic schemas and is patchy on local servers, so plait validates the JSON itself.
-    if type(model).__name__ == "ChatOpenAI":
-        return model.bind(response_format={"type": "json_object"})  # type: ignore[return-value]
-    return model
 
 
 def _describe_failure(exc: Exception | None, role: str, skipped: int) -> str:

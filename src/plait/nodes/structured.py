@@ -1,5 +1,5 @@
-"""Turning model replies into pydantic models: the JSON schema goes in the prompt, the JSON in
-the reply is repaired where possible and validated, and a failure is re-asked with the problem.
+"""Turning model replies into pydantic models: the JSON in a reply is repaired where possible
+and validated; for methods that need it, the JSON schema goes in the prompt.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
-# The line after this marker is the JSON schema the reply must match. The demo model reads it.
+# The line after this marker is the JSON schema the reply must match (json_mode and prompt
+# methods); the demo model reads it when it is asked that way.
 SCHEMA_MARKER = "Reply with only a JSON object that matches this JSON schema:"
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -50,12 +51,14 @@ def extract_json(text: str) -> Any:
 
 
 def parse_reply(text: str, schema: type[T]) -> T:
-    """Validate a text reply against ``schema``.
+    """Validate a text reply against ``schema`` (nulls a strict schema forced are dropped).
 
     Raises:
         ValueError: with a message fit to send back to the model as feedback.
     """
-    data = extract_json(text)
+    from plait.models.methods import without_filled_nulls
+
+    data = without_filled_nulls(extract_json(text), schema)
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -26,8 +26,10 @@ from plait.testing.server import (
     demo_responder,
     drop,
     malformed,
+    schema_responder,
     status,
     text,
+    tool_call,
 )
 
 __all__ = (
@@ -40,6 +42,8 @@ __all__ = (
     "demo_responder",
     "drop",
     "malformed",
+    "schema_responder",
     "status",
     "text",
+    "tool_call",
 )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from plait.models.demo import tokens
+from plait.models.demo import _canned_text, _Filler, tokens
 from plait.testing.scripted import raise_if_failed, unconsumed_report
 
 ROLE_PATTERN = re.compile(r"You are the ([\w-]+)")
@@ -35,6 +35,7 @@ class ReplySpec:
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    tool: str = ""  # the function a "tool_call" reply calls; its arguments are ``content``
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,32 @@ class Recorded:
     Attributes:
         role: The role read from the request's system message (``"unknown"`` if none).
         body: The request's JSON body.
-        kind: The reply it got: ``"text"``, ``"status"``, ``"malformed"``, ``"drop"``, or
-            ``"violation"`` when the script did not cover it.
+        kind: The reply it got: ``"text"``, ``"tool_call"``, ``"status"``, ``"malformed"``,
+            ``"drop"``, ``"refused"`` (HTTP 400 from ``schema_responder``: a refused schema
+            channel or a schema that is not strict-compatible), or ``"violation"`` when the
+            script did not cover it.
 
     """
 
     role: str
     body: dict[str, Any]
     kind: str
+
+    @property
+    def channel(self) -> str:
+        """How the request asked for structure.
+
+        ``"json_schema"`` or ``"json_object"`` (its ``response_format`` type), else ``"tools"``
+        if it carried tools, else ``"text"``.
+
+        Example:
+            ``sum(r.channel == "json_schema" for r in server.requests)``
+
+        """
+        kind = (self.body.get("response_format") or {}).get("type")
+        if kind in ("json_schema", "json_object"):
+            return str(kind)
+        return "tools" if self.body.get("tools") else "text"
 
 
 Script = Mapping[str, Sequence[ReplySpec | str]] | Callable[[str, dict[str, Any]], ReplySpec | str]
@@ -81,6 +100,16 @@ def status(
     return ReplySpec("status", code=code, body=body, headers=dict(headers or {}), delay=delay)
 
 
+def tool_call(name: str, arguments: Mapping[str, Any] | str, *, delay: float = 0.0) -> ReplySpec:
+    """Answer with an assistant message that calls function ``name`` with ``arguments``.
+
+    The message has ``content: null``, one ``tool_calls`` entry and ``finish_reason:
+    "tool_calls"``, as OpenAI sends; ``arguments`` is a JSON object or its text.
+    """
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ReplySpec("tool_call", content=args, tool=name, delay=delay)
+
+
 def malformed(delay: float = 0.0) -> ReplySpec:
     """Answer HTTP 200 with a body that is not JSON, as a broken proxy might."""
     return ReplySpec("malformed", delay=delay)
@@ -91,22 +120,79 @@ def drop(delay: float = 0.0) -> ReplySpec:
     return ReplySpec("drop", delay=delay)
 
 
-def demo_responder(role: str, body: dict[str, Any]) -> str:
+def demo_responder(role: str, body: dict[str, Any]) -> ReplySpec | str:
     """Answer any request as plait's offline demo model would, for unscripted or benchmark runs.
+
+    A schema sent through a schema channel (a ``json_schema`` response format or a tool the
+    model must call) gets an instance of it, as ``schema_responder`` gives but without its
+    strict checks; any other request gets what ``DemoChatModel`` answers, which fills in a
+    schema written in the prompt.
 
     Example:
         ``with LoopbackServer(demo_responder) as server: ...``
 
     """
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
     from plait.models.demo import DemoChatModel
 
-    kinds = {"system": SystemMessage, "developer": SystemMessage, "assistant": AIMessage}
-    messages = [
-        kinds.get(m.get("role"), HumanMessage)(_content(m)) for m in body.get("messages", [])
-    ]
+    messages = _messages(body)
+    if (reply := _from_schema(role, body, messages)) is not None:
+        return reply
     return str(DemoChatModel()._reply(messages, role).generations[0].message.content)
+
+
+Responder = Callable[[str, dict[str, Any]], ReplySpec | str]
+
+
+def schema_responder(*, refuse_json_schema: bool = False, refuse_tools: bool = False) -> Responder:
+    """A responder that behaves like a server enforcing the schema a request carries.
+
+    It reads the schema only from the request's structure, never from the prompt text, so a
+    test passes only if plait sends the schema through a schema channel:
+
+    - ``response_format`` ``json_schema``: the content is a deterministic instance of
+      ``json_schema.schema`` (``$ref``, ``anyOf``, ``enum``, ``const`` and the bounds on
+      strings, numbers and arrays are kept).
+    - ``tools``: when ``tool_choice`` names a function, is ``"required"``, or is ``"auto"``
+      (or absent) with a single tool and no ``response_format``, a ``tool_call`` of that
+      function with an instance of its ``parameters``.
+    - ``response_format`` ``json_object`` (JSON mode): ``{"answer": <canned text>}``, valid
+      JSON that matches no schema plait asks for, as a small model answers when the schema is
+      only in the prompt.
+    - anything else: the demo model's canned text (the reviser's starts with
+      "[demo] Revised", and the demo reviewer approves a draft that does, so review loops end).
+
+    A ``json_schema`` with ``strict: true``, or a function with ``strict: true``, whose schema
+    OpenAI would reject (an object without ``additionalProperties: false`` or without every
+    property in ``required``) gets HTTP 400, recorded as ``"refused"``.
+
+    Args:
+        refuse_json_schema: Answer HTTP 400 to any ``json_schema`` response format, as servers
+            without structured outputs do; recorded as ``"refused"``.
+        refuse_tools: Answer HTTP 400 to any request that carries ``tools``.
+
+    Example:
+        ``with LoopbackServer(schema_responder(refuse_json_schema=True)) as server: ...``
+
+    """
+
+    def respond(role: str, body: dict[str, Any]) -> ReplySpec | str:
+        response_format = body.get("response_format") or {}
+        kind = response_format.get("type")
+        if refuse_tools and body.get("tools"):
+            return _refused("'tools' is not supported with this model.", "tools")
+        # langchain-openai recognises this wording (OpenAI's own) and warns to use tools.
+        if refuse_json_schema and kind == "json_schema":
+            message = "'response_format' of type 'json_schema' is not supported with this model."
+            return _refused(message, "response_format")
+        if problem := _strict_problem(body):
+            return _refused(*problem)
+        messages = _messages(body)
+        if (reply := _from_schema(role, body, messages)) is not None:
+            return reply
+        answer = _canned_text(role, messages)
+        return text(json.dumps({"answer": answer})) if kind == "json_object" else answer
+
+    return respond
 
 
 class LoopbackServer:
@@ -119,7 +205,8 @@ class LoopbackServer:
 
     Args:
         script: For each role, its replies in order (a ``str`` is a text reply), or a callable
-            ``(role, body) -> ReplySpec | str`` that answers every request.
+            ``(role, body) -> ReplySpec | str`` that answers every request, such as
+            ``demo_responder`` or ``schema_responder()``.
 
     Example:
         ``with LoopbackServer({"writer": ["draft", status(500)]}) as server:``
@@ -279,12 +366,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         elif reply.kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
-        elif reply.kind == "status":
+        elif reply.kind in ("status", "refused"):
             phrase = http.HTTPStatus(reply.code).phrase
             payload = reply.body if reply.body is not None else _error(phrase, _type(reply.code))
             self._send(reply.code, json.dumps(payload).encode(), reply.headers)
         else:
-            self._send(200, json.dumps(_completion(body, reply.content)).encode())
+            self._send(200, json.dumps(_completion(body, reply)).encode())
 
     def do_GET(self) -> None:
         self._refuse(404, f"no route for GET {self.path}", "unknown_url")
@@ -302,6 +389,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _messages(body: Mapping[str, Any]) -> list[Any]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    kinds = {"system": SystemMessage, "developer": SystemMessage, "assistant": AIMessage}
+    return [kinds.get(m.get("role"), HumanMessage)(_content(m)) for m in body.get("messages", [])]
 
 
 def _content(message: Mapping[str, Any]) -> str:
@@ -327,16 +421,104 @@ def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
-def _completion(body: Mapping[str, Any], content: str) -> dict[str, Any]:
+def _refused(message: str, param: str) -> ReplySpec:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    return ReplySpec("refused", code=400, body={"error": error})
+
+
+def _from_schema(role: str, body: Mapping[str, Any], messages: list[Any]) -> ReplySpec | None:
+    """An instance of the schema the request sends through a schema channel, or None."""
+    # The prompt only steers demo quirks (the reviewer approves a revision), not the schema.
+    filler = _Filler(role, "\n".join(str(m.content) for m in messages))
+    tool = _called_tool(body)
+    if isinstance(tool, ReplySpec):
+        return tool
+    if tool is not None:
+        parameters = tool.get("parameters") or {}
+        return tool_call(tool["name"], filler.fill(parameters, parameters.get("$defs", {})))
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        return text(json.dumps(filler.fill(schema, schema.get("$defs", {}))))
+    return None
+
+
+def _called_tool(body: Mapping[str, Any]) -> dict[str, Any] | ReplySpec | None:
+    """The function a request makes the model call, a refusal if it names none, or None."""
+    functions = [t.get("function") or {} for t in body.get("tools") or []]
+    choice = body.get("tool_choice", "auto")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        found = next((f for f in functions if f.get("name") == name), None)
+        return found or _refused(f"tool_choice names {name!r}, not in tools.", "tool_choice")
+    if choice == "required" and functions:
+        return functions[0]
+    # With a choice, a real model would pick; one tool and nothing else asked leaves no choice.
+    if choice == "auto" and len(functions) == 1 and not body.get("response_format"):
+        return functions[0]
+    return None
+
+
+def _strict_problem(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """OpenAI's 400 message and param for a strict schema it would reject, or None."""
+    response_format = body.get("response_format") or {}
+    spec = response_format.get("json_schema") or {}
+    strict = response_format.get("type") == "json_schema" and spec.get("strict")
+    if strict and (where := _not_strict(spec.get("schema") or {})):
+        name = spec.get("name")
+        return f"Invalid schema for response_format '{name}': {where}", "response_format"
+    for i, tool in enumerate(body.get("tools") or []):
+        function = tool.get("function") or {}
+        if function.get("strict") and (where := _not_strict(function.get("parameters") or {})):
+            name = function.get("name")
+            return (
+                f"Invalid schema for function '{name}': {where}",
+                f"tools[{i}].function.parameters",
+            )
+    return None
+
+
+def _not_strict(schema: Mapping[str, Any], path: tuple[Any, ...] = ()) -> str | None:
+    """Why ``schema`` breaks OpenAI's strict-mode rules, in OpenAI's words, or None."""
+    context = f"In context={path}, "
+    if not path and (kind := schema.get("type")) != "object":
+        got = f"'type: \"{kind}\"'"
+        return f"{context}schema must be a JSON Schema of 'type: \"object\"', got {got}."
+    properties = schema.get("properties") or {}
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            return context + "'additionalProperties' is required to be supplied and to be false."
+        if missing := [key for key in properties if key not in schema.get("required", [])]:
+            return (
+                context + "'required' is required to be supplied and to be an array including "
+                f"every key in properties. Missing '{missing[0]}'."
+            )
+    children = [(("properties", key), sub) for key, sub in properties.items()]
+    children += [(("anyOf", i), sub) for i, sub in enumerate(schema.get("anyOf") or [])]
+    for defs in ("$defs", "definitions"):
+        children += [((defs, key), sub) for key, sub in (schema.get(defs) or {}).items()]
+    if isinstance(schema.get("items"), dict):
+        children.append((("items",), schema["items"]))
+    return next((p for sub, child in children if (p := _not_strict(child, path + sub))), None)
+
+
+def _completion(body: Mapping[str, Any], reply: ReplySpec) -> dict[str, Any]:
     prompt = "\n".join(_content(m) for m in body.get("messages", []))
-    usage = {"prompt_tokens": tokens(prompt), "completion_tokens": tokens(content)}
+    usage = {"prompt_tokens": tokens(prompt), "completion_tokens": tokens(reply.content)}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    message = {"role": "assistant", "content": content}
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    finish = "stop"
+    if reply.kind == "tool_call":
+        call = {"name": reply.tool, "arguments": reply.content}
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        message["content"] = None
+        message["tool_calls"] = [{"id": call_id, "type": "function", "function": call}]
+        finish = "tool_calls"
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "loopback"),
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": usage,
     }
