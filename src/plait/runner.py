@@ -50,6 +50,7 @@ class Outcome:
     stop_reason: str | None = None
     waiting: dict[str, Any] | None = None
     fallback_calls: dict[str, int] | None = None  # calls a fallback model served, by spec
+    methods: dict[str, str] | None = None  # structured-output method each endpoint accepted
 
     def as_json(self) -> dict[str, Any]:
         """The documented ``--json`` document (``values`` left out: it can be large)."""
@@ -304,6 +305,7 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     )
     outcome = _outcome(thread_id, ref, status, snapshot)
     outcome.fallback_calls = _fallback_calls(settings.fallbacks, outcome.usage) or None
+    outcome.methods = dict(context.methods) or None
     return outcome
 
 

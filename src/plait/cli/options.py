@@ -21,7 +21,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="demo, openai:NAME, PROVIDER:NAME or a profile from plait.toml [default: the config file's model, else $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].",
+        help="demo, PROVIDER:NAME, a bare name like gpt-4o-mini, pool:FILE or a profile from plait.toml [default: the config file's model, else $PLAIT_MODEL, else openai:gpt-4o-mini with OPENAI_API_KEY, else demo].",
         show_default=False,
     ),
 ]
@@ -37,7 +37,7 @@ BaseUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--base-url",
-        help="OpenAI-compatible endpoint for openai: models [default: $OPENAI_BASE_URL].",
+        help="The endpoint of every model that has one: an OpenAI-compatible server, Ollama, a proxy [default: $OPENAI_BASE_URL for openai: models].",
         show_default=False,
     ),
 ]

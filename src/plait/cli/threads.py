@@ -121,6 +121,8 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
                 "options: " + ", ".join(f"{k}={v}" for k, v in settings["options"].items()),
                 markup=False,
             )
+        for endpoint, method in (settings.get("methods") or {}).items():
+            out.print(f"structured output: {method} ({endpoint})", markup=False)
         if record.error:
             out.print(f"[red]error:[/] {escape(record.error)}")
         _usage_table(values.get("usage") or {})

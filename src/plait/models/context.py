@@ -80,6 +80,9 @@ class PlaitContext:
     _gates: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
     _limits: dict[int, int] = field(default_factory=dict, repr=False)
     _method_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    # Models set up for one structured method and schema, kept for the run: building one
+    # converts the schema to a tool or response format, which costs more than plait's call.
+    bound: dict[tuple[int, str, type], Any] = field(default_factory=dict, repr=False)
     retried: set[str] = field(default_factory=set, repr=False)  # fan-outs re-sent this run
     _in_flight: int = field(default=0, repr=False)
     _settled: Any = field(default=None, repr=False)

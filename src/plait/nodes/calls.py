@@ -150,10 +150,13 @@ async def _structured(
 ) -> AIMessage:
     if method in methods.IN_PROMPT:
         messages = with_schema_in_prompt(messages, schema)
-    try:
-        client = methods.bind(model, method, schema)
-    except (NotImplementedError, ValueError) as exc:  # the integration lacks this method
-        raise _MethodUnavailable(str(exc)) from exc
+    client = context.bound.get((id(model), method, schema))
+    if client is None:
+        try:
+            client = methods.bind(model, method, schema)
+        except (NotImplementedError, ValueError) as exc:  # the integration lacks this method
+            raise _MethodUnavailable(str(exc)) from exc
+        context.bound[(id(model), method, schema)] = client
     return methods.raw_reply(await _send(context, client, messages, role, timeout))
 
 
