@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import typer
@@ -21,10 +21,10 @@ from plait.cli.options import (
     MaxTokensOpt,
     ModelForOpt,
     ModelOpt,
+    RunSetOpt,
     parse_model_for,
 )
 from plait.cli.output import cli_errors, out, print_json
-from plait.errors import OptionError
 
 app = typer.Typer(
     help="The config file, plait.toml: `plait config show` prints what a run would use.",
@@ -46,14 +46,7 @@ def show_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
-    set_: Annotated[
-        list[str],
-        typer.Option(
-            "--set",
-            "-s",
-            help="A run option, key=value: timeout, role_timeouts, retries, max_concurrency (repeatable).",
-        ),
-    ] = [],  # noqa: B006
+    set_: RunSetOpt = [],  # noqa: B006
     json_: JsonOpt = False,
 ) -> None:
     """Print the settings a new `plait run` would use and where each comes from: a flag,
@@ -62,18 +55,11 @@ def show_command(
     Give the same flags as to `plait run` to see how they combine with the file. Keys are
     never shown: only the names of the variables that hold them, and whether each is set.
     """
-    from plait.config import effective, find_config, run_option
+    from plait.config import effective, find_config
+    from plait.graphs.registry import parse_run_options
 
     with cli_errors():
-        options = {}
-        for pair in set_:
-            key, sep, raw = pair.partition("=")
-            if not sep:
-                raise OptionError(f"--set takes key=value, got {pair!r}")
-            try:
-                options[key.strip()] = run_option(key.strip(), raw)
-            except OptionError as exc:
-                raise OptionError(f"--set: {exc}") from None
+        options = parse_run_options(set_)
         flags = {
             "model": model,
             "model_for": parse_model_for(model_for),

@@ -103,6 +103,14 @@ ResumeConfigOpt = Annotated[
         show_default=False,
     ),
 ]
+RunSetOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--set",
+        "-s",
+        help="A run option, key=value: timeout, role_timeouts, retries, max_concurrency (repeatable).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices on stderr.")]
 

@@ -24,6 +24,7 @@ from plait.cli.options import (
     QuietOpt,
     ResumeConfigOpt,
     ResumeModelOpt,
+    RunSetOpt,
     parse_model_for,
 )
 from plait.cli.output import cli_errors, err, print_json
@@ -146,14 +147,7 @@ def resume_command(
     max_tokens: MaxTokensOpt = None,
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
-    set_: Annotated[
-        list[str],
-        typer.Option(
-            "--set",
-            "-s",
-            help="A run option to change, key=value: timeout, role_timeouts, retries, max_concurrency (repeatable).",
-        ),
-    ] = [],  # noqa: B006
+    set_: RunSetOpt = [],  # noqa: B006
     approve: Annotated[
         bool, typer.Option("--approve", help="Approve what a waiting thread asks about.")
     ] = False,
