@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from plait.cli import config, graphs, threads
+from plait.cli.doctor import doctor_command
 from plait.cli.run import resume_command, run_command
 
 HELP = """Multi-agent orchestration patterns as resumable LangGraph graphs.
@@ -14,6 +15,7 @@ HELP = """Multi-agent orchestration patterns as resumable LangGraph graphs.
   plait run review "Explain CAP"       run one (result on stdout, progress on stderr)
   plait resume ID                      finish a failed, interrupted or killed run
   plait threads                        list saved threads
+  plait doctor                         check every endpoint the settings name
 
 \b
 Exit codes: 0 done · 1 failed (resumable) · 2 bad usage · 3 waiting for a human ·
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 app.command("run", no_args_is_help=True)(run_command)
 app.command("resume", no_args_is_help=True)(resume_command)
+app.command("doctor")(doctor_command)
 app.add_typer(graphs.app, name="graphs")
 app.add_typer(config.app, name="config")
 app.add_typer(threads.app, name="threads")

@@ -23,6 +23,7 @@ from plait.testing.scripted import raise_if_failed, unconsumed_report
 
 ROLE_PATTERN = re.compile(r"You are the ([\w-]+)")
 COMPLETIONS = "/v1/chat/completions"
+MODELS = "/v1/models"
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class Recorded:
         body: The request's JSON body.
         kind: The reply it got: ``"text"``, ``"tool_call"``, ``"status"``, ``"malformed"``,
             ``"drop"``, ``"refused"`` (HTTP 400 from ``schema_responder``: a refused schema
-            channel or a schema that is not strict-compatible), or ``"violation"`` when the
-            script did not cover it.
+            channel or a schema that is not strict-compatible), ``"unauthorized"`` (HTTP 401:
+            the server's ``api_key`` was not sent), or ``"violation"`` when the script did not
+            cover it.
 
     """
 
@@ -207,6 +209,12 @@ class LoopbackServer:
         script: For each role, its replies in order (a ``str`` is a text reply), or a callable
             ``(role, body) -> ReplySpec | str`` that answers every request, such as
             ``demo_responder`` or ``schema_responder()``.
+        models: The model ids ``GET /v1/models`` lists, as OpenAI's endpoint does; None (the
+            default) answers that route with 404, as servers without it do. Each ``GET`` is
+            recorded in ``gets`` (its path).
+        api_key: When given, every request without ``Authorization: Bearer <api_key>`` gets
+            HTTP 401 with an OpenAI-style error body; it is recorded (a ``POST`` as kind
+            ``"unauthorized"``) but is no script violation.
 
     Example:
         ``with LoopbackServer({"writer": ["draft", status(500)]}) as server:``
@@ -214,7 +222,15 @@ class LoopbackServer:
 
     """
 
-    def __init__(self, script: Script) -> None:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        models: Sequence[str] | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self.models = None if models is None else list(models)
+        self.api_key = api_key
         self._responder = script if callable(script) else None
         mapping = {} if callable(script) else script
         self._scripted = {role: len(replies) for role, replies in mapping.items()}
@@ -223,6 +239,7 @@ class LoopbackServer:
         self._httpd: _HTTPServer | None = None
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
+        self.gets: list[str] = []
 
     @property
     def base_url(self) -> str:
@@ -262,7 +279,10 @@ class LoopbackServer:
 
         """
         with self._lock:
-            made = {role: sum(1 for r in self.requests if r.role == role) for role in self._queues}
+            made = {
+                role: sum(1 for r in self.requests if r.role == role and r.kind != "unauthorized")
+                for role in self._queues
+            }
             violations = list(self.violations)
         raise_if_failed(violations, unconsumed_report(self._scripted, made))
 
@@ -350,6 +370,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self._authorized():
+            with contextlib.suppress(ValueError, AttributeError):
+                body = json.loads(raw)
+                self.server.owner._record(_role(body), body, "unauthorized")
+            return self._unauthorized()
         if self.path.split("?")[0] != COMPLETIONS:
             return self._refuse(404, f"no route for POST {self.path}", "unknown_url")
         try:
@@ -374,7 +399,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(_completion(body, reply)).encode())
 
     def do_GET(self) -> None:
-        self._refuse(404, f"no route for GET {self.path}", "unknown_url")
+        owner = self.server.owner
+        with owner._lock:
+            owner.gets.append(self.path)
+        if not self._authorized():
+            return self._unauthorized()
+        if self.path.split("?")[0] != MODELS or owner.models is None:
+            return self._refuse(404, f"no route for GET {self.path}", "unknown_url")
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "plait"} for m in owner.models
+        ]
+        self._send(200, json.dumps({"object": "list", "data": data}).encode())
+
+    def _authorized(self) -> bool:
+        wanted = self.server.owner.api_key
+        return wanted is None or self.headers.get("Authorization") == f"Bearer {wanted}"
+
+    def _unauthorized(self) -> None:
+        # OpenAI's own wording and body for a wrong key; the key sent is never echoed back.
+        message = "Incorrect API key provided."
+        body = _error(message, "invalid_request_error", "invalid_api_key")
+        self._send(401, json.dumps(body).encode())
 
     def _refuse(self, code: int, message: str, reason: str) -> None:
         with self.server.owner._lock:
