@@ -1,6 +1,6 @@
 """Keeping a run going through faults, and stopping it cleanly at a budget.
 
-plait retries model calls itself (the OpenAI client's own retries are turned off, so nothing
+plait retries model calls itself (every client's own retries are turned off, so nothing
 retries twice). It does so per call rather than with LangGraph's node ``RetryPolicy`` because
 a node may make several calls (structured-output re-asks, pipeline attempts) and re-running
 the whole node would pay again for the ones that had succeeded. Per-call retries also let a
@@ -10,8 +10,11 @@ circuit breaker shared by every branch of a run see each failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -45,6 +48,9 @@ def is_transient(exc: BaseException) -> bool:
     """Rate limits, server errors, timeouts and dropped connections: worth another try."""
     from langchain_core import exceptions as lc
 
+    causes = list(_causes(exc))
+    if any(isinstance(e, _malformed_url_errors()) for e in causes):
+        return False  # a URL with no scheme: every try fails the same way
     if isinstance(
         exc,
         (
@@ -59,20 +65,49 @@ def is_transient(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     if status in (408, 409, 429) or (status is not None and status >= 500):
         return True
-    # Providers' SDKs wrap httpx's connection errors and timeouts in errors of their own (or,
-    # like ollama's client, let them through): look down the chain of causes for one.
+    return is_unreachable(exc)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The endpoint could not be reached or did not answer: a connection or transport fault.
+
+    Providers' SDKs wrap httpx's (or httpx2's) errors in errors of their own, and some (the
+    ollama client) let them through bare: look down the chain of causes for one.
+    """
+    return any(isinstance(e, _transport_errors()) for e in _causes(exc))
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
     import httpx
 
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            break
-        if isinstance(seen, httpx.UnsupportedProtocol):  # a malformed URL: retrying won't help
-            return False
-        if isinstance(seen, (httpx.TransportError, ConnectionError, TimeoutError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    errors: list[type[BaseException]] = [httpx.TransportError, ConnectionError, TimeoutError]
+    with contextlib.suppress(ImportError):  # the openai and anthropic SDKs' own httpx fork
+        import httpx2
+
+        errors.append(httpx2.TransportError)
+    return tuple(errors)
+
+
+@functools.cache
+def _malformed_url_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+
+    errors: list[type[BaseException]] = [httpx.UnsupportedProtocol]
+    with contextlib.suppress(ImportError):
+        import httpx2
+
+        errors.append(httpx2.UnsupportedProtocol)
+    return tuple(errors)
 
 
 def retry_after(exc: BaseException) -> float | None:

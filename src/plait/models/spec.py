@@ -180,7 +180,7 @@ def _load(
     try:
         from langchain.chat_models import init_chat_model
 
-        return init_chat_model(name, model_provider=provider, **args)
+        model = init_chat_model(name, model_provider=provider, **args)
     except ImportError as exc:
         raise ModelSpecError(
             f"model provider {provider!r} needs a package that is not installed: {exc}"
@@ -188,6 +188,24 @@ def _load(
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(f"cannot use model '{provider}:{name}': {first}") from None
+    if "max_retries" in type(model).model_fields:
+        model.max_retries = MAX_RETRIES  # before its SDK client is made from it
+    if provider == "anthropic":
+        _own_async_pool(model)
+    return model
+
+
+def _own_async_pool(model: Any) -> None:
+    # langchain-anthropic shares one async HTTP pool per base URL across the whole process (an
+    # lru_cache), so a second event loop in the process (run, then resume) would reuse
+    # connections of a closed loop; the same bug as langchain-ai/langchain#35783 for OpenAI.
+    # Each client gets a pool of its own (plait already keeps one client per loop). It sets
+    # the integration's cached client, a private attribute: re-check on upgrades.
+    import anthropic
+
+    params = dict(model._client_params)
+    pool = anthropic.DefaultAsyncHttpxClient(base_url=params["base_url"])
+    model.__dict__["_async_client"] = anthropic.AsyncAnthropic(**params, http_client=pool)
 
 
 def _env_base_url(provider: str) -> str | None:

@@ -24,7 +24,7 @@ from plait.models import methods
 from plait.models.context import Endpoint, PlaitContext
 from plait.models.pool import tagged
 from plait.models.prices import cost_of, price_of
-from plait.models.resilience import BudgetExceeded, is_transient
+from plait.models.resilience import BudgetExceeded, is_transient, is_unreachable
 from plait.nodes.structured import schema_instructions
 from plait.state.usage import AgentUsage
 
@@ -48,11 +48,12 @@ async def call_model(
     """
     policy = context.policy_for(role)
     failure: Exception | None = None
-    skipped = 0
+    skipped, where = 0, ""
     for candidate in context.candidates(role):
         for attempt in range(policy.attempts):
             await _check_budget(context)  # before allow(): a probe must not be left hanging
             async with context.endpoint(candidate, role) as endpoint:
+                where = endpoint_key(endpoint.model)
                 breaker = context.breaker_for(endpoint.model)
                 if not breaker.allow():
                     skipped += 1
@@ -80,7 +81,7 @@ async def call_model(
                     return reply, {agent: _usage(context, endpoint.model, reply, started)}
             await asyncio.sleep(delay)  # outside the endpoint: a waiting retry holds no slot
     await context.settle()
-    raise ModelCallError(_describe_failure(failure, role, skipped)) from failure
+    raise ModelCallError(_describe_failure(failure, role, skipped, where)) from failure
 
 
 async def _ask(
@@ -249,7 +250,7 @@ def _usage(context: PlaitContext, model: Any, reply: AIMessage, started: float) 
     )
 
 
-def _describe_failure(exc: Exception | None, role: str, skipped: int) -> str:
+def _describe_failure(exc: Exception | None, role: str, skipped: int, where: str = "") -> str:
     # langchain-core's provider-neutral errors (which the OpenAI integration raises) say what
     # happened; the HTTP status, where there is one, says the rest.
     from langchain_core import exceptions as lc
@@ -263,8 +264,9 @@ def _describe_failure(exc: Exception | None, role: str, skipped: int) -> str:
     detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, lc.ModelTimeoutError)):
         why = "the model endpoint did not answer in time"
-    elif isinstance(exc, lc.ModelConnectionError):
-        why = f"cannot reach the model endpoint: {detail}"
+    elif isinstance(exc, lc.ModelConnectionError) or is_unreachable(exc):
+        # SDKs say only "Connection error."; the endpoint's name says where.
+        why = f"cannot reach the model endpoint{f' {where}' if where else ''}: {detail}"
     elif status == 401 or isinstance(exc, lc.ModelAuthenticationError):
         why = "the endpoint rejected the API key (HTTP 401)"
     elif status == 404 or isinstance(exc, lc.ModelNotFoundError):
