@@ -26,7 +26,7 @@ from plait.models.pool import tagged
 from plait.models.prices import cost_of, price_of
 from plait.models.resilience import BudgetExceeded, is_transient, is_unreachable
 from plait.nodes.structured import schema_instructions
-from plait.state.usage import AgentUsage
+from plait.state.usage import AgentUsage, add_usage
 
 
 async def call_model(
@@ -49,6 +49,7 @@ async def call_model(
     policy = context.policy_for(role)
     failure: Exception | None = None
     skipped, where = 0, ""
+    spent: dict[str, AgentUsage] = {}
     for candidate in context.candidates(role):
         for attempt in range(policy.attempts):
             await _check_budget(context)  # before allow(): a probe must not be left hanging
@@ -78,10 +79,27 @@ async def call_model(
                     breaker.succeeded()
                     if endpoint.member is not None:
                         reply = tagged(reply, endpoint.member)
-                    return reply, {agent: _usage(context, endpoint.model, reply, started)}
+                    spent = add_usage(
+                        spent, {agent: _usage(context, endpoint.model, reply, started)}
+                    )
+                    if schema is not None or not _empty(reply):
+                        return reply, spent
+                    # An empty answer is paid for but useless: ask again, then fail clearly.
+                    failure = EmptyReply("the model returned an empty reply")
+                    if attempt + 1 == policy.attempts:
+                        break
+                    delay = 0.0
             await asyncio.sleep(delay)  # outside the endpoint: a waiting retry holds no slot
     await context.settle()
     raise ModelCallError(_describe_failure(failure, role, skipped, where)) from failure
+
+
+class EmptyReply(Exception):
+    """A text reply with no text (or only whitespace) and no tool call."""
+
+
+def _empty(reply: AIMessage) -> bool:
+    return not reply.tool_calls and not text_of(reply).strip()
 
 
 async def _ask(
@@ -277,6 +295,8 @@ def _describe_failure(exc: Exception | None, role: str, skipped: int, where: str
         why = f"the endpoint failed (HTTP {status}), still after retries"
     elif status is not None:
         why = f"the endpoint refused the request (HTTP {status}): {detail}"
+    elif isinstance(exc, EmptyReply):
+        why = f"{detail}, still after retries"
     elif isinstance(exc, json.JSONDecodeError):
         why = f"the endpoint answered with a body that is not JSON ({detail})"
     else:
