@@ -7,6 +7,14 @@ of log(bytes) against log(supersteps): 1 is linear, 2 quadratic. The checkpoint 
 payloads (the blobs LangGraph stores) are counted too, and the first and last checkpoint's size,
 which says why: a checkpoint that grows with the step means total storage grows faster than the
 steps.
+
+A debate with the demo model runs 1, 2, 4 and 8 rounds the same way (one file per thread). Its
+row is the same exponent against rounds (a round is two supersteps; against 2R + 3 steps the
+fixed start and judge would bend so short a series), with the review loop's as the baseline.
+Its note gives the newest checkpoint's bytes (the latest checkpoint blob plus its writes) at
+each length, and their growth per round between the two longest: a state that keeps every
+round's arguments adds them to every checkpoint, so the newest one grows by a round's arguments
+a round.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from bench.model import BenchModel, bench_task
 from plait.checkpoints.sqlite import open_database
 
 LINEAR = 1.1  # a fitted exponent above this is flagged as worse than linear
+DEBATE_ROUNDS = (1, 2, 4, 8)  # the demo model is instant: the same lengths in quick runs
 
 
 async def measure(sizes: Sizes) -> tuple[list[Row], dict]:
@@ -42,6 +51,12 @@ async def measure(sizes: Sizes) -> tuple[list[Row], dict]:
             paths.run_plain("review", task, model, db=plain_db, max_iterations=rounds)
             raw["plait"][rounds] = _usage(plait_db, empty_plait, steps)
             raw["plain"][rounds] = _usage(plain_db, empty_plain, steps)
+        raw["debate"] = {}
+        for rounds in DEBATE_ROUNDS:
+            db = folder / f"debate-{rounds}.db"
+            options = {"rounds": rounds}
+            await paths.run_plait("debate", "storage debate", db=db, options=options, model="demo")
+            raw["debate"][rounds] = _usage(db, empty_plait, rounds)
     top = max(sizes.storage_rounds)
     plait_fit, plain_fit = _exponent(raw["plait"]), _exponent(raw["plain"])
     plait_kb, plain_kb = raw["plait"][top]["disk"] / 1024, raw["plain"][top]["disk"] / 1024
@@ -80,28 +95,59 @@ async def measure(sizes: Sizes) -> tuple[list[Row], dict]:
             {"note": "1 = linear in steps, 2 = quadratic", "rounds": list(sizes.storage_rounds)},
         ),
     ]
+    debate_fit = _exponent(raw["debate"])
+    newest = {r: p["newest_checkpoint"] for r, p in raw["debate"].items()}
+    # Between the two longest runs: by then the state's log window (10 envelopes) is full.
+    (short, before), (long, after) = sorted(newest.items())[-2:]
+    slope = (after - before) / (long - short)
+    shown = ", ".join(f"{r}: {b / 1024:.1f}" for r, b in newest.items())
+    rows.append(
+        Row(
+            "debate storage growth exponent vs rounds",
+            debate_fit,
+            plait_fit,
+            debate_fit / plait_fit,
+            "exponent",
+            "plait review loop",
+            "debate/review",
+            f"<= {LINEAR} (linear)",
+            debate_fit <= LINEAR,
+            {
+                "note": f"newest checkpoint by rounds {shown} KB; "
+                f"{slope / 1024:+.2f} KB a round from {short} to {long}",
+                "newest_checkpoint_bytes_per_round": slope,
+                "rounds": list(DEBATE_ROUNDS),
+            },
+        )
+    )
     return rows, {side: {str(k): v for k, v in data.items()} for side, data in raw.items()}
 
 
 def _usage(db: Path, empty: Path, steps: int) -> dict:
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        checkpoints = [
-            n
-            for (n,) in conn.execute(
-                "SELECT length(checkpoint) + length(metadata) FROM checkpoints ORDER BY checkpoint_id"
+        checkpoints = list(
+            conn.execute(
+                "SELECT checkpoint_id, length(checkpoint) + length(metadata) FROM checkpoints "
+                "WHERE checkpoint_ns = '' ORDER BY checkpoint_id"
             )
-        ]
+        )
         (writes,) = conn.execute("SELECT COALESCE(SUM(length(value)), 0) FROM writes").fetchone()
+        (newest_writes,) = conn.execute(
+            "SELECT COALESCE(SUM(length(value)), 0) FROM writes WHERE checkpoint_id = ?",
+            (checkpoints[-1][0],),
+        ).fetchone()
     with sqlite3.connect(empty) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    sizes = [n for _, n in checkpoints]
     return {
         "steps": steps,
         "disk": db.stat().st_size - empty.stat().st_size,
-        "payload": sum(checkpoints) + writes,
-        "checkpoints": len(checkpoints),
-        "first_checkpoint": checkpoints[0],
-        "last_checkpoint": checkpoints[-1],
+        "payload": sum(sizes) + writes,
+        "checkpoints": len(sizes),
+        "first_checkpoint": sizes[0],
+        "last_checkpoint": sizes[-1],
+        "newest_checkpoint": sizes[-1] + newest_writes,
     }
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -61,9 +62,11 @@ async def test_rebuttals_run_until_the_last_round(db):
         outcome = await go(model, db, debaters=2, rounds=3)
     assert outcome.stop_reason == "all 3 round(s) held"
     assert outcome.values["round"] == 3
-    assert sorted(outcome.values["arguments"]) == [
-        f"r{r}/debater_{d}" for r in (1, 2, 3) for d in (1, 2)
-    ]
+    # The state keeps each debater's latest argument only (earlier rounds are in the writes).
+    assert {k: a["text"] for k, a in outcome.values["arguments"].items()} == {
+        "debater_1": "a3",
+        "debater_2": "b3",
+    }
     # The judge weighs each debater's latest argument only.
     judged = prompt(model, "judge")
     assert "a3" in judged and "b3" in judged
@@ -159,6 +162,55 @@ async def test_fail_policy_then_resume_reruns_only_the_failed_debater_and_the_ju
     assert outcome.errors == {}
     judged = prompt(second, "judge")
     assert all(text in judged for text in ("rust is safe", "go is simple", "both are fine"))
+
+
+async def test_a_debater_failing_in_a_rebuttal_is_all_that_resume_reruns(db):
+    first = ScriptedChatModel(
+        {
+            "debater_1": ["a1", "a2"],
+            "debater_2": ["b1", ModelCallError("endpoint down")],
+            "debater_3": ["c1", "c2"],
+        }
+    )
+    with pytest.raises(RunFailed) as failed:
+        await go(first, db, rounds=2, on_branch_error="fail")
+    first.verify()
+    with ScriptedChatModel({"debater_2": ["b2"], "judge": [ruling()]}) as second:
+        outcome = await resume(failed.value.thread_id, db=db, context=PlaitContext(model=second))
+    assert outcome.status == "done" and outcome.errors == {}
+    assert "a1" in prompt(second, "debater_2") and "b1" in prompt(second, "debater_2")
+    judged = prompt(second, "judge")
+    assert all(text in judged for text in ("a2", "b2", "c2"))
+    assert "b1" not in judged
+
+
+async def newest_checkpoint(folder, rounds: int) -> tuple[int, int]:
+    """The newest checkpoint's bytes (blob and its writes), and one round's argument writes."""
+    db = folder / f"debate-{rounds}.db"
+    settings = RunSettings(model="demo", options={"rounds": rounds})
+    await run("debate", "Rust or Go for the CLI?", db=db, settings=settings)
+    with sqlite3.connect(db) as conn:
+        newest, size = conn.execute(
+            "SELECT checkpoint_id, length(checkpoint) + length(metadata) FROM checkpoints "
+            "WHERE checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1"
+        ).fetchone()
+        (writes,) = conn.execute(
+            "SELECT COALESCE(SUM(length(value)), 0) FROM writes WHERE checkpoint_id = ?",
+            (newest,),
+        ).fetchone()
+        (argued,) = conn.execute(
+            "SELECT SUM(length(value)) FROM writes WHERE channel = 'arguments'"
+        ).fetchone()
+    return size + writes, argued // rounds
+
+
+async def test_the_newest_checkpoint_does_not_grow_with_the_rounds(tmp_path):
+    # Storage is linear in rounds only if a checkpoint does not carry every round's arguments.
+    # From 4 rounds on the log window is full, so 4 more rounds may not add even one round's
+    # arguments to the newest checkpoint (keeping them all would add four rounds' worth).
+    four, per_round = await newest_checkpoint(tmp_path, 4)
+    eight, _ = await newest_checkpoint(tmp_path, 8)
+    assert eight - four < per_round, (four, eight, per_round)
 
 
 async def test_every_debater_argues_a_distinct_default_position():

@@ -2,9 +2,10 @@
 
 Round 1 is the opening: every debater argues its position at once (``Send``). Each further
 round is a rebuttal in which a debater sees its own last argument and the others' latest ones,
-never the whole history. Arguments merge by round and debater, so a debater that re-runs on
-resume replaces its argument. The judge reads each debater's latest argument and returns a
-structured ``Decision``; a debater that failed is named to the judge as missing.
+never the whole history. The state keeps each debater's latest argument only, keyed by
+debater, so a debater that re-runs on resume replaces its argument. The judge reads each
+debater's latest argument and returns a structured ``Decision``; a debater that failed is named
+to the judge as missing.
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ class Argument(TypedDict):
 
 
 class DebateState(CommonState, total=False):
-    arguments: Annotated[dict[str, Argument], merge_by_key]  # keyed "r<round>/<debater>"
+    # Each debater's latest argument, keyed by debater: all that rebuttals and the judge read.
+    # Every checkpoint stores the whole state, so keeping every round here would grow each
+    # checkpoint by a round's arguments a round (storage quadratic in rounds); an earlier
+    # round's argument is still stored once, as its debater's write in that round.
+    arguments: Annotated[dict[str, Argument], merge_by_key]
     round: int  # rounds completed
     decision: dict
     stop_reason: str
@@ -154,7 +159,7 @@ def create_debate_graph(
             debater=name, position=payload["position"], round=number, text=reply.value
         )
         return {
-            "arguments": {key: argument},
+            "arguments": {name: argument},
             "usage": reply.usage,
             "log": [envelope(name, "debaters", "argument", reply.value, correlation_id=key)],
         }
@@ -258,11 +263,13 @@ def _stances(debaters: int | None, positions: Sequence[str]) -> dict[str, str]:
 
 
 def _arguments_of_round(state: DebateState, number: int, names: list[str]) -> list[Argument]:
-    found = {a["debater"]: a for a in state.get("arguments", {}).values() if a["round"] == number}
-    return [found[name] for name in names if name in found]
+    # A debater that failed this round still holds an earlier round's argument: not standing.
+    return [a for a in _latest_arguments(state, names) if a["round"] == number]
 
 
 def _latest_arguments(state: DebateState, names: list[str]) -> list[Argument]:
+    # By round, not by key: a thread begun before arguments were keyed by debater holds them
+    # under "r<round>/<debater>", and resuming it must still find each debater's latest.
     latest: dict[str, Argument] = {}
     for arg in state.get("arguments", {}).values():
         if arg["debater"] not in latest or arg["round"] > latest[arg["debater"]]["round"]:
