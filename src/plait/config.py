@@ -13,13 +13,13 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
-from urllib.parse import urlsplit
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plait.errors import OptionError, UsageError
 from plait.graphs.registry import RUN_OPTIONS
+from plait.secrets import check_base_url
 from plait.settings import RunSettings
 
 FILE_NAME = "plait.toml"
@@ -132,11 +132,10 @@ def load_config(path: Path) -> dict[str, Any]:
     except ValidationError as exc:
         raise _validation_error(exc.errors()[0], fail) from None
     for table, url in _base_urls(config):
-        if urlsplit(url).password is not None:
-            why = "(they would be saved with the thread); name the key with api_key_env"
-            raise fail(
-                table, "base_url", f"{_label(table)} base_url must not carry credentials {why}"
-            )
+        try:
+            check_base_url(url, f"{_label(table)} base_url", "a variable named by api_key_env")
+        except UsageError as exc:
+            raise fail(table, "base_url", str(exc)) from None
     return _settings_fields(config, fail)
 
 

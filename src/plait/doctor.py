@@ -267,7 +267,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _first_line(what: object) -> str:
-    text = str(what).strip()
+    from plait.secrets import redact
+
+    # Redacted before it is cut: an endpoint's answer may echo the key it was sent.
+    text = redact(str(what)).strip()
     return text.splitlines()[0][:200] if text else type(what).__name__
 
 

@@ -9,19 +9,21 @@ before a failure, Ctrl-C or SIGKILL is not done, or paid for, again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from langgraph.types import Command
 
 from plait.checkpoints.sqlite import open_database
 from plait.checkpoints.threads import OWNER
-from plait.errors import ExitCode, PlaitError, ThreadError, UsageError
+from plait.errors import DatabaseError, ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
 from plait.graphs.registry import GRAPHS, get_entry
 from plait.models.context import PlaitContext
@@ -34,6 +36,49 @@ from plait.state.usage import add_usage, total_tokens
 RECURSION_LIMIT = 10_000
 
 EventHandler = Callable[[str, dict[str, Any]], None]
+
+# Every checkpoint of a thread stores its task, and the first ones its input: an unbounded one
+# grows the database by its size times the number of steps. Both limits are bytes of UTF-8.
+MAX_TASK_BYTES = ("PLAIT_MAX_TASK_BYTES", 1_000_000)
+MAX_INPUT_BYTES = ("PLAIT_MAX_INPUT_BYTES", 10_000_000)
+
+
+def byte_limit(which: tuple[str, int]) -> int:
+    """The limit ``MAX_TASK_BYTES`` or ``MAX_INPUT_BYTES`` names: its variable, else its default.
+
+    Raises:
+        UsageError: the variable is not a positive whole number.
+    """
+    name, default = which
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise UsageError(f"{name} must be a positive whole number of bytes, got {raw!r}")
+    return int(raw)
+
+
+def too_large(what: str, size: str, which: tuple[str, int]) -> UsageError:
+    """The error for a task or input over its limit (``size`` as the caller knows it)."""
+    return UsageError(
+        f"{what} is {size} bytes, over the limit of {byte_limit(which):,} ({which[0]}): every "
+        "checkpoint keeps a copy; shorten it or raise the limit"
+    )
+
+
+def check_text(what: str, text: str, which: tuple[str, int]) -> None:
+    """Refuse text that is not valid UTF-8 (lone surrogates: what Python makes of undecodable
+    bytes in argv) or larger than its limit, before anything is stored.
+
+    Raises:
+        UsageError: naming ``what``.
+    """
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8; give it as UTF-8 text") from None
+    if size > byte_limit(which):
+        raise too_large(what, f"{size:,}", which)
 
 
 @dataclass
@@ -103,12 +148,17 @@ async def run(
         input: Extra input text for the graph's ``input`` key (items, a document).
 
     Raises:
-        UsageError: empty task, bad graph reference, option or model spec.
+        UsageError: empty task, a task or input that is not UTF-8 or over its limit
+            (``PLAIT_MAX_TASK_BYTES``, ``PLAIT_MAX_INPUT_BYTES``), bad graph reference, option
+            or model spec.
         ThreadError: ``thread_id`` is taken.
         RunFailed: the graph failed; the thread can be resumed.
     """
     if not task.strip():
         raise UsageError("the task is empty; say what the graph should work on")
+    check_text("the task", task, MAX_TASK_BYTES)
+    if input is not None:
+        check_text("the input", input, MAX_INPUT_BYTES)
     if input is not None and not is_reference(graph) and not get_entry(graph).reads_input:
         takes = ", ".join(name for name, entry in GRAPHS.items() if entry.reads_input)
         raise UsageError(
@@ -181,7 +231,9 @@ async def resume(
             record.graph, settings.options, database.saver, approve_before=settings.approve_before
         )
         snapshot = await app.aget_state(_config(thread_id, settings))
-        if snapshot.values and not snapshot.next:
+        # A step whose writes were saved but whose checkpoint was not (the disk filled in
+        # between) has no `next`, only tasks: it is not finished.
+        if snapshot.values and not snapshot.next and not snapshot.tasks:
             await database.threads.update(thread_id, status="done", owner=None)
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
         start = _resume_input(record, snapshot, decision)
@@ -286,6 +338,16 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
             thread_id, status="budget", error=str(exc), owner=None, tokens=context.budget.tokens
         )
         raise BudgetStopped(thread_id, str(exc), exc.limit) from exc
+    except DatabaseError as exc:
+        # A checkpoint could not be written or read: the database failed, not the run, so
+        # exit 6 with its advice. Mark the thread failed if the index can still be written;
+        # if not (the disk is full), it stays "running" under this process, which
+        # `plait threads` shows as gone once the process exits.
+        with contextlib.suppress(sqlite3.Error):
+            await database.threads.update(
+                thread_id, status="failed", error=str(exc), owner=None, tokens=context.budget.tokens
+            )
+        raise
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
         await database.threads.update(
@@ -295,7 +357,9 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
             raise
         raise RunFailed(thread_id, message) from exc
     finally:
-        await _record_methods(database, thread_id, settings, context)
+        # When the database is what failed, this write fails too: let the first error speak.
+        with contextlib.suppress(sqlite3.Error):
+            await _record_methods(database, thread_id, settings, context)
     # The last streamed values are the final state; only a pause needs the saver's snapshot
     # (what runs next, what was asked), which costs a checkpoint read.
     snapshot = await app.aget_state(config) if paused else _Finished(final)
@@ -304,7 +368,7 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
         thread_id, status=status, owner=None, tokens=total_tokens(snapshot.values.get("usage"))
     )
     outcome = _outcome(thread_id, ref, status, snapshot)
-    outcome.fallback_calls = _fallback_calls(settings.fallbacks, outcome.usage) or None
+    outcome.fallback_calls = _fallback_calls(settings, outcome.usage) or None
     outcome.methods = dict(context.methods) or None
     return outcome
 
@@ -317,13 +381,19 @@ async def _record_methods(database, thread_id: str, settings: RunSettings, conte
         await database.threads.update(thread_id, settings=asdict(settings))
 
 
-def _fallback_calls(fallbacks: list[str], usage: dict[str, Any]) -> dict[str, int]:
-    # Usage counts calls by the model name the reply reports; a spec's name is after the colon.
+def _fallback_calls(settings: RunSettings, usage: dict[str, Any]) -> dict[str, int]:
+    # Usage counts calls by the model name the reply reports: a spec's name is after the
+    # colon, a profile's is its own spec's.
     served: dict[str, int] = {}
     for agent in usage.values():
         for name, calls in agent.get("models", {}).items():
             served[name] = served.get(name, 0) + calls
-    counted = {spec: served.get(spec.partition(":")[2] or spec, 0) for spec in fallbacks}
+
+    def name_of(spec: str) -> str:
+        spec = settings.models.get(spec, {}).get("model", spec)
+        return spec.partition(":")[2] or spec
+
+    counted = {spec: served.get(name_of(spec), 0) for spec in settings.fallbacks}
     return {spec: calls for spec, calls in counted.items() if calls}
 
 
@@ -419,7 +489,8 @@ async def fork(
 
     Raises:
         ThreadError: unknown thread or checkpoint, or a taken ``new_thread_id``.
-        UsageError: an edit names a key the graph's state does not have.
+        UsageError: an edit names a key the graph's state does not have, or a value that
+            does not fit the key's type; no thread is created.
     """
     from plait.checkpoints.retention import fork_thread
 
@@ -437,26 +508,74 @@ async def fork(
         unknown = [k for k in (edits or {}) if k not in keys]
         if unknown:
             raise UsageError(f"the state has no key {unknown[0]!r}; keys: {', '.join(keys)}")
+        edits = {key: _checked_edit(app, key, value) for key, value in (edits or {}).items()}
         new_thread_id = new_thread_id or uuid.uuid4().hex[:12]
         await fork_thread(database, record, checkpoint_id, new_thread_id)
-        # LangGraph has already noted that an --approve-before gate fired at a paused
-        # checkpoint; a fork of it must still wait for the person, not run straight through.
-        at = {
+        try:
+            await _finish_fork(app, database, settings, new_thread_id, checkpoint_id, edits)
+        except BaseException:
+            # A fork that could not be finished is no thread to resume: leave none behind.
+            await database.saver.adelete_thread(new_thread_id)
+            await database.threads.delete(new_thread_id)
+            raise
+        return new_thread_id
+
+
+async def _finish_fork(app, database, settings, new_thread_id, checkpoint_id, edits) -> None:
+    # LangGraph has already noted that an --approve-before gate fired at a paused
+    # checkpoint; a fork of it must still wait for the person, not run straight through.
+    at = {
+        "configurable": {
+            "thread_id": new_thread_id,
+            "checkpoint_ns": "",
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+    if set((await app.aget_state(at)).next) & set(settings.approve_before):
+        await database.threads.update(new_thread_id, status="waiting")
+    if edits:
+        config = {
             "configurable": {
                 "thread_id": new_thread_id,
                 "checkpoint_ns": "",
                 "checkpoint_id": checkpoint_id,
             }
         }
-        if set((await app.aget_state(at)).next) & set(settings.approve_before):
-            await database.threads.update(new_thread_id, status="waiting")
-        if edits:
-            config = {
-                "configurable": {
-                    "thread_id": new_thread_id,
-                    "checkpoint_ns": "",
-                    "checkpoint_id": checkpoint_id,
-                }
-            }
-            await app.aupdate_state(config, edits)
-        return new_thread_id
+        await app.aupdate_state(config, edits)
+
+
+def _checked_edit(app, key: str, value: Any) -> Any:
+    """``value`` checked against the type the state declares for ``key`` (as pydantic
+    converts it), so a bad edit is refused before a thread exists instead of failing every
+    resume of the fork.
+
+    Raises:
+        UsageError: naming the key, the type and the value.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    annotation = getattr(app.channels[key], "typ", Any)
+    if get_origin(annotation) is Annotated:  # a key with a reducer: the value type
+        annotation = get_args(annotation)[0]
+    try:
+        adapter = TypeAdapter(annotation)
+    except Exception:  # a type pydantic cannot check (an authored graph's own class)
+        return value
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "…"
+        hint = " (quote text that looks like JSON: '\"42\"')" if annotation is str else ""
+        raise UsageError(
+            f"state key {key!r} takes {_type_label(annotation)}, got {shown}: "
+            f"{problem['msg']}{f' at {where}' if where else ''}{hint}"
+        ) from None
+
+
+def _type_label(annotation: Any) -> str:
+    # `list[plait.graphs.orchestrator.Subtask]` reads better as `list[Subtask]`.
+    if isinstance(annotation, type) and not get_args(annotation):
+        return annotation.__name__
+    return re.sub(r"\b(?:\w+\.)+", "", str(annotation))

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from plait.errors import ModelSpecError, OptionError
 from plait.graphs.registry import RUN_OPTIONS
@@ -83,14 +82,19 @@ class RunSettings:
         """Load every model spec now, so a bad one fails before a thread is created.
 
         Raises:
-            ModelSpecError: a spec is malformed or lacks its credentials, or the base URL
-                carries credentials (they would be stored with the thread).
+            ModelSpecError: a spec is malformed or lacks its credentials, or the base URL is
+                not an http(s) URL or carries a key (it would be stored with the thread).
         """
-        if self.base_url and urlsplit(self.base_url).password is not None:
-            raise ModelSpecError(
-                "--base-url must not carry credentials (they would be saved with the thread); "
-                "put the key in OPENAI_API_KEY"
-            )
+        from plait.secrets import check_base_url, remember_key_names
+
+        if self.base_url is not None:
+            check_base_url(self.base_url)
+        for name, profile in self.models.items():  # plait.toml checked them; the API may not
+            if profile.get("base_url") is not None:
+                hint = "a variable named by api_key_env"
+                check_base_url(profile["base_url"], f"profile {name!r} base_url", hint)
+        # So that errors hide these keys too, whatever their variables are called.
+        remember_key_names(p.get("api_key_env") for p in self.models.values())
         for spec in {self.model, *self.model_for.values(), *self.fallbacks}:
             load_chat_model(spec, base_url=self.base_url, profiles=self.models, pools=self.pools)
 

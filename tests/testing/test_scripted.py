@@ -83,7 +83,9 @@ async def test_a_transient_exception_entry_is_retried_with_the_next_entry():
 
 async def test_transient_exception_entries_on_every_attempt_fail_with_the_last():
     model = ScriptedChatModel({"writer": [ConnectionError(f"reset {i}") for i in range(3)]})
-    with pytest.raises(ModelCallError, match="cannot reach the model endpoint ScriptedChatModel: reset 2") as failure:
+    with pytest.raises(
+        ModelCallError, match="cannot reach the model endpoint ScriptedChatModel: reset 2"
+    ) as failure:
         await say(model, "writer")
     assert isinstance(failure.value.__cause__, ConnectionError)
     assert model.count("writer") == FAST.attempts

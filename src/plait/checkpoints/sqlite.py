@@ -8,6 +8,7 @@ machine, which is the usual trade for a local tool: each checkpoint costs no fsy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -66,6 +67,30 @@ def check_db_path(path: Path) -> None:
         ) from None
 
 
+def database_error(path: Path, exc: sqlite3.Error, thread_id: str | None = None) -> DatabaseError:
+    """SQLite's error as one line that names the file and says what to do about it.
+
+    Matched on SQLite's message, which is stable across versions and is also all that an
+    error raised by Python code (a test, a wrapper) carries.
+    """
+    text = str(exc)
+    then = f"then `plait resume {thread_id}`" if thread_id else "then try again"
+    if "is full" in text:
+        advice = f"free disk space {then}"
+    elif "I/O error" in text:
+        # What SQLite reports when a full disk stops its shared-memory (-shm) file growing.
+        advice = f"check the disk has free space and the path is writable, {then}"
+    elif "malformed" in text or "not a database" in text:
+        advice = "restore it from a backup or delete it"
+    elif "locked" in text or "busy" in text:
+        advice = f"another process held it for over {BUSY_TIMEOUT_MS / 1000:g} s; try again later"
+    elif "readonly" in text or "unable to open" in text:
+        advice = "check the path is writable"
+    else:
+        advice = "check the file, or restore it from a backup"
+    return DatabaseError(f"cannot use database {str(path)!r}: {text}; {advice}")
+
+
 async def _enable_wal(conn: aiosqlite.Connection) -> None:
     # Switching a new file to WAL answers "database is locked" at once, without waiting out
     # the busy timeout, while another process is creating the same file: so wait here.
@@ -78,6 +103,55 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+class _Saver(AsyncSqliteSaver):
+    """LangGraph's saver, its SQLite errors raised as ``DatabaseError`` naming the file.
+
+    A checkpoint that cannot be written (disk full) or read (damaged file) fails inside the
+    graph's stream, where it would pass for the run failing (exit 1, "resume it"); this says
+    it is the database (exit 6) without also claiming a user's own sqlite3 errors.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        super().__init__(conn)
+        self.path = path
+
+    @asynccontextmanager
+    async def _faults(self, run: dict | None = None) -> AsyncIterator[None]:
+        """``run``: the config of a run's write, whose thread the advice names to resume."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            # A failed commit can leave its transaction open on the shared connection: roll it
+            # back, so the thread's status written next does not commit half a checkpoint.
+            async with self.lock:
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self.conn.rollback()
+            thread_id = (run or {}).get("configurable", {}).get("thread_id")
+            raise database_error(self.path, exc, thread_id) from exc
+
+    async def aget_tuple(self, config):
+        async with self._faults():
+            return await super().aget_tuple(config)
+
+    async def alist(self, config, **kwargs):
+        async with self._faults():
+            async for item in super().alist(config, **kwargs):
+                yield item
+
+    async def aput(self, config, checkpoint, metadata, new_versions):
+        async with self._faults(config):
+            return await super().aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config, writes, task_id, task_path=""):
+        async with self._faults(config):
+            return await super().aput_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id):
+        async with self._faults():
+            return await super().adelete_thread(thread_id)
 
 
 @dataclass
@@ -123,6 +197,10 @@ async def open_database(db: str | os.PathLike[str] | None = None) -> AsyncIterat
     try:
         database = await asyncio.shield(entry.opening)
         yield database
+    except sqlite3.Error as exc:
+        # The thread index, prune and fork use the connection directly: a fault there is the
+        # database's too (exit 6), not a bug in plait (exit 1).
+        raise database_error(path, exc) from exc
     finally:
         entry.users -= 1
         if entry.users == 0:
@@ -135,20 +213,25 @@ async def open_database(db: str | os.PathLike[str] | None = None) -> AsyncIterat
 async def _open(path: Path) -> Database:
     check_db_path(path)
     try:
+        # Opened here first because aiosqlite, when it cannot open a file, stops its worker
+        # thread without waiting for it, and the thread then prints two tracebacks at exit.
+        sqlite3.connect(path).close()
         conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+        raise database_error(path, exc) from None
     try:
         await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         await _enable_wal(conn)
         await conn.execute("PRAGMA synchronous=NORMAL")
-        saver = AsyncSqliteSaver(conn)
+        saver = _Saver(conn, path)
         await saver.setup()
         threads = ThreadIndex(conn, saver.lock)
         await threads.migrate()
     except BaseException as exc:
         await conn.close()
-        if isinstance(exc, sqlite3.DatabaseError):
-            raise DatabaseError(f"cannot use database {str(path)!r}: {exc}") from None
+        if isinstance(exc, sqlite3.Error):
+            raise database_error(path, exc) from None
+        if isinstance(exc, DatabaseError):  # a newer plait's schema: name the file too
+            raise DatabaseError(f"database {str(path)!r} was {exc}") from None
         raise
     return Database(path, saver, threads)

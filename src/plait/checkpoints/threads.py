@@ -17,6 +17,8 @@ from typing import Any
 
 import aiosqlite
 
+from plait.errors import DatabaseError
+
 # Each migration is a list of statements, applied with its version row in one transaction.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -122,6 +124,13 @@ class ThreadIndex:
                     "SELECT COALESCE(MAX(version), 0) FROM plait_migrations"
                 ) as cur:
                     (done,) = await cur.fetchone()  # type: ignore[misc]
+                if done > len(MIGRATIONS):
+                    # Its tables may have columns this plait would leave unset or misread:
+                    # refuse before writing anything rather than half-understand them.
+                    raise DatabaseError(
+                        f"created by a newer plait (schema {done}, this plait knows up to "
+                        f"{len(MIGRATIONS)}); upgrade plait"
+                    )
                 for version, statements in enumerate(MIGRATIONS[done:], start=done + 1):
                     for statement in statements:
                         await self.conn.execute(statement)
@@ -145,6 +154,9 @@ class ThreadIndex:
         input: str | None = None,
     ) -> bool:
         """Add a thread; False (and nothing written) when ``thread_id`` is taken."""
+        from plait.secrets import scrub
+
+        settings = scrub(settings)  # the URLs were checked; this is the net under that check
         now = time.time()
         async with self.lock:
             cursor = await self.conn.execute(
@@ -181,9 +193,16 @@ class ThreadIndex:
         return _record(row) if row else None
 
     async def update(self, thread_id: str, **fields: Any) -> None:
-        """Set ``status``, ``error``, ``tokens``, ``owner`` or ``settings``; ``updated_at`` too."""
+        """Set ``status``, ``error``, ``tokens``, ``owner`` or ``settings``; ``updated_at`` too.
+
+        The error and settings are redacted first: an endpoint's error may echo its key.
+        """
+        from plait.secrets import redact, scrub
+
+        if fields.get("error"):
+            fields["error"] = redact(fields["error"])
         if "settings" in fields:
-            fields["settings"] = json.dumps(fields["settings"])
+            fields["settings"] = json.dumps(scrub(fields["settings"]))
         assignments = ", ".join(f"{name} = ?" for name in fields)
         async with self.lock:
             await self.conn.execute(

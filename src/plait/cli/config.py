@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import typer
 from rich.table import Table
@@ -25,6 +24,7 @@ from plait.cli.options import (
     parse_model_for,
 )
 from plait.cli.output import cli_errors, out, print_json
+from plait.secrets import mask_url  # one masking rule for everything plait shows
 
 app = typer.Typer(
     help="The config file, plait.toml: `plait config show` prints what a run would use.",
@@ -112,18 +112,6 @@ def describe(settings: Any, sources: dict[str, str], path: Any) -> dict[str, Any
         name: "set" if os.environ.get(name) else "not set" for name in sorted(names)
     }
     return document
-
-
-def mask_url(url: str | None) -> str | None:
-    """``url`` with any user, password and query values replaced by ``***``."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _masked(table: dict[str, Any]) -> dict[str, Any]:

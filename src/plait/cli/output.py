@@ -13,15 +13,26 @@ import typer
 from rich.console import Console
 
 from plait.errors import ExitCode, PlaitError
+from plait.secrets import redact, scrub
+
+
+class _Redacting(Console):
+    """A console that hides keys in every string it prints: errors, notices and thread
+    details quote what endpoints said, and an endpoint may echo the key it was sent.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
 
 # Results go to stdout untouched (pipes and --json need plain text); everything else to stderr.
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+err = _Redacting(stderr=True, highlight=False, soft_wrap=True)
+out = _Redacting(highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
-    """One JSON document on stdout."""
-    typer.echo(json.dumps(data, indent=2, default=str))
+    """One JSON document on stdout, keys hidden (string by string, so it stays valid JSON)."""
+    typer.echo(json.dumps(scrub(data), indent=2, default=str))
 
 
 @contextmanager
@@ -53,7 +64,7 @@ def cli_errors() -> Iterator[None]:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text.splitlines()[0] if text else text)
+    return escape(redact(text.splitlines()[0]) if text else text)
 
 
 def is_tty() -> bool:

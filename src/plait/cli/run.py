@@ -96,12 +96,13 @@ def run_command(
     finishes it without redoing finished work.
     """
     from plait.config import effective, find_config
-    from plait.graphs.loader import parse_graph_options
+    from plait.graphs.loader import is_reference, parse_graph_options
+    from plait.graphs.registry import check_roles
     from plait.models.spec import default_model_spec
     from plait.runner import run
 
     with cli_errors():
-        text = sys.stdin.read() if task == "-" else task
+        text = _read_task(task)
         if not text.strip():
             raise UsageError("the task is empty; say what the graph should work on")
         flags = {
@@ -117,9 +118,13 @@ def run_command(
         }
         # The file is read before anything touches the database: a bad one changes nothing.
         settings, sources = effective(flags, find_config(config))
+        # Only the flags' roles: a plait.toml [roles] table is shared by every graph. An
+        # authored graph's roles cannot be known before it runs.
+        if not is_reference(graph):
+            check_roles(graph, settings.options, flags["model_for"])
         notice = default_model_spec()[1] if sources["model"] == "default" else None
         progress = Progress(quiet=quiet, notice=notice)
-        extra = input_.read_text(encoding="utf-8", errors="replace") if input_ else None
+        extra = _read_input(input_) if input_ else None
         _finish(
             lambda: run(
                 graph,
@@ -213,6 +218,45 @@ def resume_command(
             progress,
             json_,
         )
+
+
+def _read_task(task: str) -> str:
+    """The task argument, or stdin for '-', read no further than the task limit."""
+    from plait.runner import MAX_TASK_BYTES, byte_limit, too_large
+
+    if task != "-":
+        return task  # runner.run checks its size and encoding, for Python callers too
+    limit = byte_limit(MAX_TASK_BYTES)
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise too_large("the task on stdin", f"more than {limit:,}", MAX_TASK_BYTES)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError("the task is not valid UTF-8; give it as UTF-8 text") from None
+
+
+def _read_input(path: Path) -> str:
+    """The --input file as text: its size checked before it is read, binary refused."""
+    from plait.runner import MAX_INPUT_BYTES, byte_limit, too_large
+
+    limit, what = byte_limit(MAX_INPUT_BYTES), f"--input {path}"
+    size = path.stat().st_size
+    if size > limit:
+        raise too_large(what, f"{size:,}", MAX_INPUT_BYTES)
+    with path.open("rb") as file:
+        data = file.read(limit + 1)  # a pipe, or a file still growing, stops here too
+    if len(data) > limit:
+        raise too_large(what, f"more than {limit:,}", MAX_INPUT_BYTES)
+    if b"\0" in data:
+        raise UsageError(f"{what} is binary (it has a NUL byte); give a text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{what} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "give a UTF-8 text file"
+        ) from None
 
 
 def _definitions(from_file: dict[str, Any], thread_id: str, db: str | None) -> dict[str, Any]:

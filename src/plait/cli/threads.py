@@ -86,10 +86,7 @@ def list_threads(
         for r in records:
             task = r.task if len(r.task) <= 40 else r.task[:39] + "…"
             graph = r.graph.rsplit("/", 1)[-1]
-            status = r.status
-            if status == "running" and not r.running_elsewhere():
-                status = "running (process gone: resume it)"
-            cells = (r.thread_id, graph, task, status, _ago(r.updated_at), f"{r.tokens:,}")
+            cells = (r.thread_id, graph, task, _status(r), _ago(r.updated_at), f"{r.tokens:,}")
             table.add_row(*(Text(cell) for cell in cells))
         out.print(table if records else "no threads yet; `plait run NAME TASK` starts one")
 
@@ -108,7 +105,9 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
         if json_:
             print_json({**record.as_json(), **{k: values.get(k) for k in keys}})
             return
-        out.print(f"[bold]{escape(record.thread_id)}[/] · {escape(record.graph)} · {record.status}")
+        out.print(
+            f"[bold]{escape(record.thread_id)}[/] · {escape(record.graph)} · {escape(_status(record))}"
+        )
         out.print(f"task: {record.task}", markup=False)
         settings = record.settings
         out.print(
@@ -132,6 +131,13 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
             out.print(f"stopped: {values['stop_reason']}", markup=False)
         if values.get("result") is not None:
             out.print("\n" + values["result"], markup=False)
+
+
+def _status(record) -> str:
+    # A thread whose process died (SIGKILL, a full disk) is still stored as running.
+    if record.status == "running" and not record.running_elsewhere():
+        return "running (process gone: resume it)"
+    return record.status
 
 
 async def _state(database, record) -> dict[str, Any]:

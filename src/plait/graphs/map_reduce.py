@@ -179,13 +179,16 @@ def create_map_reduce_graph(
     check_at_least("reduce_chars", reduce_chars, 1)
     prompts = {**PROMPTS, **(prompts or {})}
 
-    async def split(state: MapReduceState) -> dict:
+    async def split(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:
         if "input" in state:
             instruction, items = state["task"], parse_items(state["input"], mode, chunk_size)
         else:
             instruction, items = DOCUMENT_INSTRUCTION, split_document(state["task"], chunk_size)
         if not items:
             raise UsageError(f"the input has no items to map (mode {mode})")
+        # A large input takes a while to fan out and checkpoint: say how much is coming.
+        source = "input" if "input" in state else "task"
+        run_context(runtime).notice(f"split the {source} into {len(items):,} items to map")
         # The items now hold the input; keeping the raw text too would store it twice in
         # every later checkpoint.
         return {"instruction": instruction, "items": items, "input": ""}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait.errors import GraphSetupError, OptionError
+from plait.errors import GraphSetupError, ModelSpecError, OptionError
 
 
 @dataclass(frozen=True)
@@ -505,3 +505,93 @@ def get_entry(name: str) -> GraphEntry:
             f"unknown graph {name!r}; prebuilt graphs: {', '.join(GRAPHS)} "
             "(or give path/to/file.py:attr or package.module:attr)"
         ) from None
+
+
+# The roles (the names `--model-for ROLE=SPEC` takes) each prebuilt graph asks a model for,
+# given its options with the factory's defaults filled in. Fixed roles are written here; the
+# rest come from the options that name them. tests/test_input_limits.py runs every graph and
+# checks that each role it asks is listed, so this cannot drift from the graphs.
+def _named(items: Iterable[Any]) -> list[str]:
+    # Stages and sources are names, objects with a .name, or (from --set JSON) mappings.
+    return [
+        i if isinstance(i, str) else i["name"] if isinstance(i, dict) else i.name for i in items
+    ]
+
+
+def _stage_roles(o: dict[str, Any]) -> set[str]:
+    if o["spec"]:
+        from plait.graphs.pipeline import load_spec
+
+        stages = load_spec(o["spec"])
+        return {s.name for s in stages} | {s.fallback for s in stages if s.fallback}
+    return set(_named(o["stages"]))
+
+
+def _debaters(o: dict[str, Any]) -> set[str]:
+    from plait.graphs.debate import _stances  # the same numbering the graph uses
+
+    return set(_stances(o["debaters"], o["positions"]))
+
+
+_ROLES: dict[str, Callable[[dict[str, Any]], set[str]]] = {
+    "review": lambda o: (
+        {"researcher", "outliner", "writer", "reviser"}
+        | (set() if o["human_review"] else {"reviewer"})
+    ),
+    "orchestrator": lambda o: {"planner", "synthesizer", *o["roster"]},
+    "dag": lambda o: {"planner", "synthesizer", *o["roster"]},
+    "pipeline": _stage_roles,
+    "blackboard": lambda o: (
+        set(_named(o["sources"]))
+        | {"merge": {"merger"}, "escalate": {"controller"}}.get(o["conflict_policy"], set())
+    ),
+    "auction": lambda o: (
+        {*o["bidders"], *([o["fallback"]] if o["fallback"] else [])}
+        | ({"planner", "synthesizer"} if o["decompose"] else set())
+    ),
+    "supervisor": lambda o: {"supervisor", "synthesizer", *o["specialists"]},
+    "router": lambda o: {"classifier", *o["routes"]},
+    "swarm": lambda o: set(o["agents"]),
+    "debate": lambda o: {"judge"} | _debaters(o),
+    "perspectives": lambda o: (
+        {"chief_architect"} | {f"{p.strip().lower()}_expert" for p in o["perspectives"]}
+    ),
+    "consensus": lambda o: {"voter"},  # one role for every voter
+    "map-reduce": lambda o: {"mapper", "reducer"},
+}
+
+
+def graph_roles(name: str, options: dict[str, Any]) -> set[str] | None:
+    """The roles prebuilt graph ``name`` asks a model for with ``options``.
+
+    None when they cannot be told: an options value the graph itself will refuse (building it
+    says what is wrong), or a graph with no entry in the role table.
+    """
+    import inspect
+
+    factory = get_entry(name).load_factory()
+    defaults = {
+        key: p.default
+        for key, p in inspect.signature(factory).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    try:
+        return _ROLES[name]({**defaults, **options})
+    except (KeyError, TypeError, AttributeError, ValueError):  # GraphSetupError is a ValueError
+        return None
+
+
+def check_roles(name: str, options: dict[str, Any], roles: Iterable[str]) -> None:
+    """Refuse a ``--model-for`` role that prebuilt graph ``name`` never asks: a typo there
+    would otherwise be ignored and the run would use the default model without a word.
+
+    Raises:
+        ModelSpecError: naming the role and listing the graph's roles.
+    """
+    known = graph_roles(name, options)
+    unknown = sorted(set(roles) - known) if known is not None else []
+    if unknown:
+        raise ModelSpecError(
+            f"graph {name!r} has no role {unknown[0]!r} for --model-for; "
+            f"its roles with these options: {', '.join(sorted(known))}"
+        )

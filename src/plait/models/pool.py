@@ -198,6 +198,7 @@ def pool_from_dict(
         ModelSpecError: the description is malformed; ``label`` says which pool.
     """
     from plait.models.spec import load_chat_model
+    from plait.secrets import check_base_url
 
     profiles = profiles or {}
     try:
@@ -207,6 +208,12 @@ def pool_from_dict(
                 raise ModelSpecError(f"{label}: member {index} has no 'model'")
             if str(item["model"]).startswith("pool:"):
                 raise ModelSpecError(f"{label}: member {index} is itself a pool; pools do not nest")
+            if item.get("base_url") is not None:
+                check_base_url(
+                    str(item["base_url"]),
+                    f"{label}: member {index} base_url",
+                    "its provider's variable (OPENAI_API_KEY) or a profile's api_key_env",
+                )
             members.append(
                 PoolMember(
                     model=load_chat_model(

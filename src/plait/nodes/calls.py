@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import warnings
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -27,6 +28,11 @@ from plait.models.prices import cost_of, price_of
 from plait.models.resilience import BudgetExceeded, is_transient, is_unreachable
 from plait.nodes.structured import schema_instructions
 from plait.state.usage import AgentUsage, add_usage
+
+# langchain-openai warns, on an endpoint's refusal of json_schema, to use function calling;
+# plait has just done so by itself and says so in its own note, so the advice is noise.
+warnings.filterwarnings("ignore", r"This model does not support OpenAI's structured", UserWarning)
+warnings.filterwarnings("ignore", r"Invalid schema for OpenAI's structured", UserWarning)
 
 
 async def call_model(
@@ -278,8 +284,12 @@ def _describe_failure(exc: Exception | None, role: str, skipped: int, where: str
             f"model call for {role!r} failed: every endpoint's circuit breaker is open "
             "after repeated failures"
         )
+    from plait.secrets import redact
+
     status = getattr(exc, "status_code", None)
-    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    # Redacted before it is cut: an endpoint may echo the key, and this message is saved in
+    # the checkpoints (LangGraph's error writes), the thread index and the output.
+    detail = redact(str(exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, lc.ModelTimeoutError)):
         why = "the model endpoint did not answer in time"
     elif isinstance(exc, lc.ModelConnectionError) or is_unreachable(exc):
