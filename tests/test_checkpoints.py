@@ -28,6 +28,7 @@ PLAIT_THREADS = [
     ("updated_at", "REAL", 1, None, 0),
     ("owner", "TEXT", 0, None, 0),
     ("input", "TEXT", 0, None, 0),
+    ("calls", "INTEGER", 1, "0", 0),
 ]
 
 

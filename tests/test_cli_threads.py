@@ -89,7 +89,7 @@ def test_threads_status_filter(cli, threads):
     assert "alpha" not in table and "beta" not in table
 
 
-SHOW_KEYS = """thread_id graph task settings status error tokens created_at updated_at owner result usage
+SHOW_KEYS = """thread_id graph task settings status error tokens calls created_at updated_at owner result usage
     errors stop_reason"""
 
 

@@ -174,3 +174,48 @@ def test_ctrl_c_saves_the_thread_and_resume_finishes_it(tmp_path):
             "coder": 1,
             "synthesizer": 1,
         }
+
+
+def test_calls_in_flight_at_a_sigkill_count_against_max_calls_on_resume(tmp_path):
+    # The analyst's and coder's requests were sent (and paid for) but their replies died with
+    # the process: a resume must count them, so a budget of 4 calls is already spent.
+    db = tmp_path / "paid.db"
+    script = {
+        "planner": [PLAN],
+        "researcher": ["out-research"],
+        "analyst": [text("never seen", delay=STUCK), "out-analysis"],
+        "coder": [text("never seen", delay=STUCK), "out-code"],
+        "synthesizer": ["final answer"],
+    }
+    with LoopbackServer(script) as server:
+        proc = subprocess.Popen(
+            plait("run", "orchestrator", "build it", "--thread", "paid", db=db, server=server),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env(),
+        )
+        deadline = time.monotonic() + 30
+        while finished_workers(db, "paid") < 1 or server.count() < 4:
+            assert proc.poll() is None
+            assert time.monotonic() < deadline, "the fan-out never got under way"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+        def resume(limit: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                plait("resume", "paid", "--max-calls", limit, "--json", db=db, server=server),
+                capture_output=True,
+                text=True,
+                env=env(),
+                timeout=60,
+            )
+
+        stopped = resume("4")
+        assert stopped.returncode == 4, stopped.stderr
+        assert "calls 4 of 4" in stopped.stderr
+        assert server.count() == 4  # nothing more was sent
+        finished = resume("7")
+        assert finished.returncode == 0, finished.stderr
+        assert json.loads(finished.stdout)["result"] == "final answer"
+    assert server.count() == 7

@@ -66,3 +66,28 @@ def test_a_profile_price_makes_the_model_known_and_costed(cli, tmp_path):
     assert "no known price" not in done.stderr
     usage = json.loads(done.stdout)["usage"]
     assert sum(agent["cost"] for agent in usage.values()) > 0
+
+
+def test_the_thread_counts_requests_sent_less_those_refused(cli, db):
+    import sqlite3
+
+    with LoopbackServer(schema_responder(refuse_json_schema=True)) as server:
+        done = cli(
+            "run",
+            "review",
+            "t",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            "--thread",
+            "counted",
+        )
+    assert done.exit_code == 0, done.stderr
+    refused = sum(r.kind == "refused" for r in server.requests)
+    assert refused == 1
+    with sqlite3.connect(db) as conn:
+        (calls,) = conn.execute(
+            "SELECT calls FROM plait_threads WHERE thread_id = 'counted'"
+        ).fetchone()
+    assert calls == server.count() - refused

@@ -21,8 +21,8 @@ from typing import Annotated, Any, get_args, get_origin
 
 from langgraph.types import Command
 
-from plait.checkpoints.sqlite import open_database
-from plait.checkpoints.threads import OWNER
+from plait.checkpoints.sqlite import database_error, open_database
+from plait.checkpoints.threads import OWNER, CallCounter
 from plait.errors import DatabaseError, ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
 from plait.graphs.registry import GRAPHS, get_entry
@@ -256,6 +256,7 @@ async def resume(
             settings,
             on_event,
             usage=snapshot.values.get("usage", {}),
+            calls=record.calls,
         )
 
 
@@ -286,12 +287,15 @@ def _resume_input(record, snapshot, decision: Decision | None) -> Any:
     return start if record.input is None else {**start, "input": record.input}
 
 
-async def _drive(app, database, thread_id, ref, start, context, settings, on_event, usage=None):
+async def _drive(
+    app, database, thread_id, ref, start, context, settings, on_event, usage=None, calls=0
+):
     emit = on_event or (lambda kind, data: None)
     config = _config(thread_id, settings)
     emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
     usage = usage or {}
-    seed_budget(context, usage)
+    seed_budget(context, usage, calls)
+    context.on_call = _call_counter(database, thread_id)
     if context.on_notice is None:
         context.on_notice = lambda text: emit("notice", {"text": text})
     final: dict[str, Any] = {}
@@ -371,6 +375,18 @@ async def _drive(app, database, thread_id, ref, start, context, settings, on_eve
     outcome.fallback_calls = _fallback_calls(settings, outcome.usage) or None
     outcome.methods = dict(context.methods) or None
     return outcome
+
+
+def _call_counter(database, thread_id: str):
+    counter = CallCounter(database.threads, thread_id)
+
+    async def count(calls: int) -> None:
+        try:
+            await counter.add(calls)
+        except sqlite3.Error as exc:  # the disk filled: a database fault, not the graph's
+            raise database_error(database.path, exc, thread_id) from None
+
+    return count
 
 
 async def _record_methods(database, thread_id: str, settings: RunSettings, context) -> None:

@@ -127,14 +127,18 @@ class RunSettings:
         return prices
 
 
-def seed_budget(context: PlaitContext, usage: Mapping[str, AgentUsage]) -> None:
-    """Count what the thread already spent, so a budget covers the whole thread on resume."""
+def seed_budget(context: PlaitContext, usage: Mapping[str, AgentUsage], calls: int = 0) -> None:
+    """Count what the thread already spent, so a budget covers the whole thread on resume.
+
+    ``calls`` is the thread's count of requests sent: it includes calls in flight when a
+    process died, paid for but missing from ``usage``.
+    """
     budget = context.budget
     budget.tokens = sum(
         u.get("input_tokens", 0) + u.get("output_tokens", 0) for u in usage.values()
     )
     budget.cost = sum(u.get("cost", 0.0) for u in usage.values())
-    budget.calls = sum(u.get("calls", 0) for u in usage.values())
+    budget.calls = max(calls, sum(u.get("calls", 0) for u in usage.values()))
 
 
 def _role_timeouts(pairs: list[str] | None) -> dict[str, float]:

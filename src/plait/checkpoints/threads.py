@@ -41,6 +41,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE plait_threads ADD COLUMN owner TEXT",
         "ALTER TABLE plait_threads ADD COLUMN input TEXT",
     ),
+    # calls: model requests sent and not refused, counted before each is sent, so a call in
+    # flight at a crash (paid for, its reply lost) still counts against --max-calls on resume.
+    ("ALTER TABLE plait_threads ADD COLUMN calls INTEGER NOT NULL DEFAULT 0",),
 )
 
 # Who runs a thread ("host:pid"): two resumes of one thread must not both run it.
@@ -64,6 +67,7 @@ class ThreadRecord:
     updated_at: float
     owner: str | None = None
     input: str | None = None
+    calls: int = 0  # requests sent and not refused, whether or not their reply was saved
 
     def running_elsewhere(self) -> bool:
         """True while another live process on this machine runs the thread.
@@ -91,7 +95,8 @@ class ThreadRecord:
 
 
 _COLUMNS = (
-    "thread_id, graph, task, settings, status, error, tokens, created_at, updated_at, owner, input"
+    "thread_id, graph, task, settings, status, error, tokens, created_at, updated_at, owner, "
+    "input, calls"
 )
 
 
@@ -161,7 +166,7 @@ class ThreadIndex:
         async with self.lock:
             cursor = await self.conn.execute(
                 f"INSERT OR IGNORE INTO plait_threads ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, 0)",
                 (thread_id, graph, task, json.dumps(settings), status, now, now, owner, input),
             )
             await self.conn.commit()
@@ -211,6 +216,15 @@ class ThreadIndex:
             )
             await self.conn.commit()
 
+    async def add_calls(self, thread_id: str, count: int) -> None:
+        """Count ``count`` model requests (negative: requests refused unpaid) of the thread."""
+        async with self.lock:
+            await self.conn.execute(
+                "UPDATE plait_threads SET calls = calls + ? WHERE thread_id = ?",
+                (count, thread_id),
+            )
+            await self.conn.commit()
+
     async def list(self, *, status: str | None = None, limit: int = 50) -> list[ThreadRecord]:
         where, params = ("WHERE status = ?", (status,)) if status else ("", ())
         async with (
@@ -227,3 +241,30 @@ class ThreadIndex:
         async with self.lock:
             await self.conn.execute("DELETE FROM plait_threads WHERE thread_id = ?", (thread_id,))
             await self.conn.commit()
+
+
+class CallCounter:
+    """Counts a thread's model requests in the index before they are sent.
+
+    A request killed in flight was paid for, but its reply never reached the state; counted
+    here first, it still counts against ``--max-calls`` on resume. Requests that start in the
+    same turn of the event loop share one commit, so a fan-out of N branches costs one write.
+    """
+
+    def __init__(self, index: ThreadIndex, thread_id: str) -> None:
+        self.index, self.thread_id = index, thread_id
+        self._pending = 0
+        self._flush: asyncio.Future[None] | None = None
+
+    async def add(self, count: int) -> None:
+        """Count ``count`` requests (negative: refused unpaid), durably, before returning."""
+        self._pending += count
+        if self._flush is None:
+            self._flush = asyncio.ensure_future(self._write())
+        await asyncio.shield(self._flush)
+
+    async def _write(self) -> None:
+        await asyncio.sleep(0)  # let the other branches starting in this turn join
+        count, self._pending, self._flush = self._pending, 0, None
+        if count:
+            await self.index.add_calls(self.thread_id, count)

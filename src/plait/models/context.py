@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,8 @@ class PlaitContext:
         methods: The structured-output method each endpoint accepted, by endpoint; filled
             in as the run finds out, and seeded from the thread on resume.
         prices: USD per million tokens ``[input, output]`` by model name, over the defaults.
+        on_call: Awaited before each model request with 1, and with -1 when the endpoint
+            refused it (an HTTP error: not paid); the runner counts them in the thread.
         on_notice: Called once per distinct notice for the user (a refused structured-output
             method, a model with no known price); the CLI prints these on stderr.
 
@@ -73,6 +75,7 @@ class PlaitContext:
     structured: str = "auto"
     methods: dict[str, str] = field(default_factory=dict)
     prices: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    on_call: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
     on_notice: Callable[[str], None] | None = field(default=None, repr=False)
     _noticed: set[str] = field(default_factory=set, repr=False)
     _breakers: dict[int, CircuitBreaker] = field(default_factory=dict, repr=False)

@@ -11,9 +11,11 @@ next candidate when one keeps failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import warnings
+from collections.abc import AsyncIterator
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -58,8 +60,8 @@ async def call_model(
     spent: dict[str, AgentUsage] = {}
     for candidate in context.candidates(role):
         for attempt in range(policy.attempts):
-            await _check_budget(context)  # before allow(): a probe must not be left hanging
-            async with context.endpoint(candidate, role) as endpoint:
+            # The budget before allow(): a probe must not be left hanging.
+            async with _reserved(context), context.endpoint(candidate, role) as endpoint:
                 where = endpoint_key(endpoint.model)
                 breaker = context.breaker_for(endpoint.model)
                 if not breaker.allow():
@@ -192,13 +194,17 @@ async def _send(
     role: str,
     timeout: float | None,
 ) -> Any:
-    context.call_started()
-    context.budget.pending += 1
+    context.call_started()  # first: a branch about to fail the run waits for this one
     try:
+        if context.on_call is not None:
+            await context.on_call(1)
         async with asyncio.timeout(timeout):
             return await client.ainvoke(messages, config={"metadata": {"plait_role": role}})
+    except Exception as exc:
+        if context.on_call is not None and getattr(exc, "status_code", None) is not None:
+            await context.on_call(-1)  # the endpoint answered with an error: nothing to pay
+        raise
     finally:
-        context.budget.pending -= 1
         context.call_ended()
 
 
@@ -242,6 +248,21 @@ def endpoint_key(model: Any) -> str:
     )
     label = name if isinstance(name, str) else type(model).__name__
     return f"{label} at {url}" if url else label
+
+
+@contextlib.asynccontextmanager
+async def _reserved(context: PlaitContext) -> AsyncIterator[None]:
+    """Check the budget and hold a call's place in it until the attempt ends.
+
+    The place is taken with no await after the check, so branches that wait afterwards (for
+    a pool member, a method, the call counter's commit) cannot all pass one check together.
+    """
+    await _check_budget(context)
+    context.budget.pending += 1
+    try:
+        yield
+    finally:
+        context.budget.pending -= 1
 
 
 async def _check_budget(context: PlaitContext) -> None:
