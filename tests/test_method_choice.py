@@ -91,3 +91,32 @@ def test_the_thread_counts_requests_sent_less_those_refused(cli, db):
             "SELECT calls FROM plait_threads WHERE thread_id = 'counted'"
         ).fetchone()
     assert calls == server.count() - refused
+
+
+def test_a_profile_limit_caps_requests_in_flight_to_its_endpoint(cli, tmp_path):
+    import threading
+    import time
+
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+    answer = schema_responder()
+
+    def counting(role, body):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)  # long enough for parallel voters to overlap if let through
+        with lock:
+            in_flight[0] -= 1
+        return answer(role, body)
+
+    with LoopbackServer(counting) as server:
+        config = _config(
+            tmp_path,
+            f'[models.local]\nmodel = "openai:m"\nbase_url = "{server.base_url}"\nlimit = 1\n',
+        )
+        done = cli(
+            "run", "consensus", "t", "--model", "local", "--config", config, "--set", "voters=4"
+        )
+    assert done.exit_code == 0, done.stderr
+    assert server.count() >= 4
+    assert peak[0] == 1

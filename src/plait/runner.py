@@ -22,7 +22,7 @@ from typing import Annotated, Any, get_args, get_origin
 from langgraph.types import Command
 
 from plait.checkpoints.sqlite import database_error, open_database
-from plait.checkpoints.threads import OWNER, CallCounter
+from plait.checkpoints.threads import OWNER
 from plait.errors import DatabaseError, ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
 from plait.graphs.registry import GRAPHS, get_entry
@@ -378,11 +378,9 @@ async def _drive(
 
 
 def _call_counter(database, thread_id: str):
-    counter = CallCounter(database.threads, thread_id)
-
     async def count(calls: int) -> None:
         try:
-            await counter.add(calls)
+            await database.threads.count_calls(thread_id, calls)
         except sqlite3.Error as exc:  # the disk filled: a database fault, not the graph's
             raise database_error(database.path, exc, thread_id) from None
 

@@ -111,6 +111,8 @@ class ThreadIndex:
 
     def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
         self.conn, self.lock = conn, lock
+        self._calls: dict[str, int] = {}  # requests counted, not yet written
+        self._flush: asyncio.Future[None] | None = None
 
     async def migrate(self) -> None:
         """Apply the migrations this file has not seen yet.
@@ -216,12 +218,26 @@ class ThreadIndex:
             )
             await self.conn.commit()
 
-    async def add_calls(self, thread_id: str, count: int) -> None:
-        """Count ``count`` model requests (negative: requests refused unpaid) of the thread."""
+    async def count_calls(self, thread_id: str, count: int) -> None:
+        """Count ``count`` model requests of a thread (negative: refused, unpaid), durably.
+
+        Called before each request is sent: a request killed in flight was paid for but its
+        reply never reached the state, and counted here it still counts against
+        ``--max-calls`` on resume. Requests that start in the same turn of the event loop, in
+        any thread, share one commit, so a fan-out or a batch of runs costs one write.
+        """
+        self._calls[thread_id] = self._calls.get(thread_id, 0) + count
+        if self._flush is None:
+            self._flush = asyncio.ensure_future(self._write_calls())
+        await asyncio.shield(self._flush)
+
+    async def _write_calls(self) -> None:
+        await asyncio.sleep(0)  # let the other requests starting in this turn join
+        counts, self._calls, self._flush = self._calls, {}, None
         async with self.lock:
-            await self.conn.execute(
+            await self.conn.executemany(
                 "UPDATE plait_threads SET calls = calls + ? WHERE thread_id = ?",
-                (count, thread_id),
+                [(count, thread_id) for thread_id, count in counts.items() if count],
             )
             await self.conn.commit()
 
@@ -241,30 +257,3 @@ class ThreadIndex:
         async with self.lock:
             await self.conn.execute("DELETE FROM plait_threads WHERE thread_id = ?", (thread_id,))
             await self.conn.commit()
-
-
-class CallCounter:
-    """Counts a thread's model requests in the index before they are sent.
-
-    A request killed in flight was paid for, but its reply never reached the state; counted
-    here first, it still counts against ``--max-calls`` on resume. Requests that start in the
-    same turn of the event loop share one commit, so a fan-out of N branches costs one write.
-    """
-
-    def __init__(self, index: ThreadIndex, thread_id: str) -> None:
-        self.index, self.thread_id = index, thread_id
-        self._pending = 0
-        self._flush: asyncio.Future[None] | None = None
-
-    async def add(self, count: int) -> None:
-        """Count ``count`` requests (negative: refused unpaid), durably, before returning."""
-        self._pending += count
-        if self._flush is None:
-            self._flush = asyncio.ensure_future(self._write())
-        await asyncio.shield(self._flush)
-
-    async def _write(self) -> None:
-        await asyncio.sleep(0)  # let the other branches starting in this turn join
-        count, self._pending, self._flush = self._pending, 0, None
-        if count:
-            await self.index.add_calls(self.thread_id, count)

@@ -21,7 +21,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableSequence
 from pydantic import BaseModel
 
 METHODS = ("json_schema", "function_calling", "json_mode", "prompt")
@@ -83,7 +83,7 @@ def json_schema(schema: type[BaseModel]) -> tuple[str, bool]:
     nulls back into the pydantic defaults. Schemas with open objects (``dict[str, X]``) cannot
     be strict and are sent as they are.
     """
-    raw = schema.model_json_schema()
+    raw = copy.deepcopy(_plain_schema(schema))
     strict = _strict(copy.deepcopy(raw))
     sent = strict if strict is not None else raw
     sent["title"] = schema.__name__
@@ -127,8 +127,13 @@ def _nullable(node: Any) -> bool:
 
 def without_filled_nulls(data: Any, schema: type[BaseModel]) -> Any:
     """``data`` with the nulls a strict schema forced into optional fields removed."""
-    raw = schema.model_json_schema()
+    raw = _plain_schema(schema)
     return _drop_nulls(data, raw, raw.get("$defs", {}))
+
+
+@lru_cache(maxsize=256)
+def _plain_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    return schema.model_json_schema()
 
 
 def _drop_nulls(data: Any, node: dict[str, Any], defs: dict[str, Any]) -> Any:
@@ -153,17 +158,26 @@ def _drop_nulls(data: Any, node: dict[str, Any], defs: dict[str, Any]) -> Any:
 
 
 def bind(model: BaseChatModel, method: str, schema: type[BaseModel]) -> Runnable:
-    """``model`` set up to ask for ``schema`` by ``method``; its output has the raw reply."""
+    """``model`` set up to ask for ``schema`` by ``method``; it returns the model's message.
+
+    The integration's ``with_structured_output`` does the setting up (tools, response format,
+    per provider); only its first step, the bound model, is kept: plait parses and validates
+    the reply itself, so the integration's parser would be work done twice.
+    """
     if method == "prompt":
         return model
     text, strict = json_schema(schema)
     params = inspect.signature(type(model).with_structured_output).parameters
-    kwargs: dict[str, Any] = {"include_raw": True}
+    kwargs: dict[str, Any] = {}
     if "method" in params:
         kwargs["method"] = method
     if "strict" in params and method != "json_mode":
         kwargs["strict"] = strict
-    return model.with_structured_output(json.loads(text), **kwargs)
+    chain = model.with_structured_output(json.loads(text), **kwargs)
+    if isinstance(chain, RunnableSequence):
+        return chain.first
+    # An integration that does not build "model | parser": keep its raw reply (raw_reply).
+    return model.with_structured_output(json.loads(text), include_raw=True, **kwargs)
 
 
 def raw_reply(output: Any) -> AIMessage:
