@@ -83,6 +83,7 @@ class PlaitContext:
     _gates: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
     _limits: dict[int, int] = field(default_factory=dict, repr=False)
     _method_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _keys: dict[int, str] = field(default_factory=dict, repr=False)
     # Models set up for one structured method and schema, kept for the run: building one
     # converts the schema to a tool or response format, which costs more than plait's call.
     bound: dict[tuple[int, str, type], Any] = field(default_factory=dict, repr=False)
@@ -142,6 +143,14 @@ class PlaitContext:
         gate = self._gates.setdefault(id(model), asyncio.Semaphore(limit))
         async with gate:
             yield Endpoint(model, None, pinned)
+
+    def endpoint_key(self, model: BaseChatModel) -> str:
+        """The endpoint's name (see ``plait.nodes.calls.endpoint_key``), worked out once."""
+        if (key := self._keys.get(id(model))) is None:
+            from plait.nodes.calls import endpoint_key
+
+            key = self._keys[id(model)] = endpoint_key(model)
+        return key
 
     def method_lock(self, endpoint: str) -> asyncio.Lock:
         """Held while an endpoint's structured-output method is found, so it is asked once."""

@@ -56,13 +56,13 @@ async def call_model(
     """
     policy = context.policy_for(role)
     failure: Exception | None = None
-    skipped, where = 0, ""
+    skipped, last = 0, None
     spent: dict[str, AgentUsage] = {}
     for candidate in context.candidates(role):
         for attempt in range(policy.attempts):
             # The budget before allow(): a probe must not be left hanging.
             async with _reserved(context), context.endpoint(candidate, role) as endpoint:
-                where = endpoint_key(endpoint.model)
+                last = endpoint.model
                 breaker = context.breaker_for(endpoint.model)
                 if not breaker.allow():
                     skipped += 1
@@ -99,6 +99,7 @@ async def call_model(
                     delay = 0.0
             await asyncio.sleep(delay)  # outside the endpoint: a waiting retry holds no slot
     await context.settle()
+    where = context.endpoint_key(last) if last is not None else ""
     raise ModelCallError(_describe_failure(failure, role, skipped, where)) from failure
 
 
@@ -121,7 +122,7 @@ async def _ask(
     """One request; for a structured one, by the endpoint's method, found once per run."""
     if schema is None:
         return await _send(context, endpoint.model, messages, role, timeout)
-    key = endpoint_key(endpoint.model)
+    key = context.endpoint_key(endpoint.model)
     plan = methods.plan(endpoint.model, endpoint.structured)
     known = context.methods.get(key)
     if known in plan or len(plan) == 1:
