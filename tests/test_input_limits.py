@@ -23,6 +23,7 @@ from plait.errors import ExitCode, UsageError
 from plait.graphs.registry import GRAPHS, graph_roles
 from plait.runner import RunFailed, fork
 from plait.settings import RunSettings
+from plait.testing import LoopbackServer, status
 from test_bad_input import assert_intact, assert_one_line_error, saved_thread  # noqa: F401
 
 USAGE = ExitCode.USAGE
@@ -353,3 +354,26 @@ def test_a_pool_file_naming_itself_is_refused(cli, db, saved, tmp_path):
         result = cli("run", "review", "t", *flag)
         assert_one_line_error(result, USAGE, str(pool), "pools do not nest")
     assert_untouched(cli, db, saved)
+
+
+def test_resume_refuses_an_unknown_model_for_role_and_leaves_the_thread(cli, db):
+    with LoopbackServer({"researcher": [status(500, headers={"retry-after-ms": "1"})] * 3}) as s:
+        failed = cli(
+            "run",
+            "review",
+            "t",
+            "--model",
+            "openai:m",
+            "--base-url",
+            s.base_url,
+            "--thread",
+            "r",
+            "--set",
+            "retries=2",
+        )
+    assert failed.exit_code == 1
+    typo = cli("resume", "r", "--model-for", "reviewr=demo")
+    assert typo.exit_code == 2
+    assert "no role 'reviewr'" in typo.stderr and "reviewer" in typo.stderr
+    assert json.loads(cli("threads", "show", "r", "--json").stdout)["status"] == "failed"
+    assert cli("resume", "r", "--model", "demo").exit_code == 0

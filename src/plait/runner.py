@@ -25,7 +25,7 @@ from plait.checkpoints.sqlite import database_error, open_database
 from plait.checkpoints.threads import OWNER
 from plait.errors import DatabaseError, ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
-from plait.graphs.registry import GRAPHS, get_entry
+from plait.graphs.registry import GRAPHS, check_roles, get_entry
 from plait.models.context import PlaitContext
 from plait.models.resilience import BudgetExceeded
 from plait.nodes.human import Decision
@@ -224,6 +224,9 @@ async def resume(
                 "wait for it to stop, or stop it, then resume"
             )
         settings = RunSettings.from_stored(record.settings).override(**(overrides or {}))
+        if (overrides or {}).get("model_for") and not is_reference(record.graph):
+            # A typo in a role would otherwise leave the stored model serving it, silently.
+            check_roles(record.graph, settings.options, overrides["model_for"])
         if context is None:
             settings.check_models()
             context = settings.context()
