@@ -25,13 +25,14 @@ bench: $(BIN)/.installed  ## install, then run the benchmarks and print the tabl
 	@mkdir -p $(dir $(BENCH_JSON))
 	$(BIN)/python -m bench $(if $(BENCH_QUICK),--quick) --json $(BENCH_JSON)
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed  ## ruff (lint and format) and mypy (types; settings in pyproject.toml)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/mypy
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format src tests examples bench
 	$(BIN)/ruff check --fix src tests examples bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

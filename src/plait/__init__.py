@@ -7,7 +7,24 @@ for tests in ``plait.testing``. Names load on first use, so ``plait --help`` sta
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ loads, for type checkers; `X as X` marks a re-export
+    from plait.errors import PlaitError as PlaitError
+    from plait.models.context import PlaitContext as PlaitContext
+    from plait.nodes.agent import Reply as Reply
+    from plait.nodes.agent import agent_node as agent_node
+    from plait.nodes.agent import ask as ask
+    from plait.nodes.agent import ask_for as ask_for
+    from plait.nodes.agent import user_prompt as user_prompt
+    from plait.runner import Outcome as Outcome
+    from plait.runner import RunFailed as RunFailed
+    from plait.runner import resume as resume
+    from plait.runner import run as run
+    from plait.settings import RunSettings as RunSettings
+    from plait.state.common import CommonState as CommonState
+    from plait.state.common import merge_by_key as merge_by_key
+    from plait.state.log import envelope as envelope
 
 _EXPORTS = {
     "CommonState": "plait.state.common",

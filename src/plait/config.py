@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from plait.errors import OptionError, UsageError
 from plait.graphs.registry import RUN_OPTIONS
@@ -25,8 +26,10 @@ from plait.settings import RunSettings
 FILE_NAME = "plait.toml"
 # Copies of plait.models.methods.CHOICES and plait.models.pool.STRATEGIES (a test keeps them
 # equal): importing those modules would load LangChain just to check a config file.
-STRUCTURED = ("auto", "json_schema", "function_calling", "json_mode", "prompt")
-STRATEGIES = ("round_robin", "least_loaded", "capability")
+StructuredMethod = Literal["auto", "json_schema", "function_calling", "json_mode", "prompt"]
+Strategy = Literal["round_robin", "least_loaded", "capability"]
+STRUCTURED: tuple[str, ...] = get_args(StructuredMethod)
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 SECRET_KEYS = frozenset({"api_key", "key", "token", "secret", "password"})
 PROFILE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -34,6 +37,12 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class ConfigError(UsageError):
     """The config file cannot be read, is not TOML, or says something plait cannot use."""
+
+
+# Where in the file: table names, and a member's index in a pool (``("pools", "gpus", 0)``).
+Loc = tuple[str | int, ...]
+# Builds the error for a location and key, naming the file and line.
+Fail = Callable[[Loc, str | None, str], ConfigError]
 
 
 class _Table(BaseModel):
@@ -48,7 +57,7 @@ class Profile(_Table):
     model: str
     base_url: str | None = None
     api_key_env: str | None = None
-    structured: Literal[STRUCTURED] | None = None
+    structured: StructuredMethod | None = None
     limit: int | None = Field(None, ge=1)
     price: Price | None = None
     args: dict[str, Any] = {}
@@ -63,7 +72,7 @@ class Member(_Table):
 
 
 class Pool(_Table):
-    strategy: Literal[STRATEGIES] | None = None
+    strategy: Strategy | None = None
     members: list[Member] = Field(min_length=1)
 
 
@@ -76,7 +85,7 @@ class Budget(_Table):
 class FileConfig(_Table):
     model: str | None = None
     fallbacks: list[str] = []
-    structured: Literal[STRUCTURED] | None = None
+    structured: StructuredMethod | None = None
     models: dict[str, Profile] = {}
     roles: dict[str, str] = {}
     pools: dict[str, Pool] = {}
@@ -122,7 +131,7 @@ def load_config(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_message(path, str(exc), text)) from None
 
-    def fail(table: tuple, key: str | None, message: str) -> ConfigError:
+    def fail(table: Loc, key: str | None, message: str) -> ConfigError:
         line, message = _line_of(text, table, key), message.strip()
         return ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
@@ -209,7 +218,7 @@ def run_option(name: str, value: Any) -> Any:
     return known[name].parse(str(value))
 
 
-def _settings_fields(config: FileConfig, fail) -> dict[str, Any]:
+def _settings_fields(config: FileConfig, fail: Fail) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "model": config.model,
         "fallbacks": list(config.fallbacks),
@@ -220,7 +229,7 @@ def _settings_fields(config: FileConfig, fail) -> dict[str, Any]:
         "prices": {name: list(price) for name, price in config.prices.items()},
         **config.budget.model_dump(exclude_none=True),
     }
-    options = {}
+    options: dict[str, Any] = {}
     for name, value in config.run.items():
         try:
             options[name] = run_option(name, value)
@@ -230,17 +239,19 @@ def _settings_fields(config: FileConfig, fail) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value not in (None, [], {})}
 
 
-def _check_raw(raw: dict, fail) -> None:
+def _check_raw(raw: dict[str, Any], fail: Fail) -> None:
     """What pydantic cannot word well: profile names, and secrets written into the file."""
-    tables: list[tuple[tuple, Any]] = [((), raw)]
+    tables: list[tuple[Loc, Any]] = [((), raw)]
     for kind in ("models", "pools"):
-        for name, table in (raw.get(kind) if isinstance(raw.get(kind), dict) else {}).items():
+        named = raw.get(kind)
+        for name, table in (named if isinstance(named, dict) else {}).items():
             if not PROFILE_NAME.fullmatch(name):
                 message = f"[{kind}] name {name!r} may hold only letters, digits, '_', '.', '-'"
                 raise fail((kind, name), None, message + " (a ':' would make it a model spec)")
             table = table if isinstance(table, dict) else {}
             tables += [((kind, name), table), ((kind, name, "args"), table.get("args"))]
-            members = table.get("members") if isinstance(table.get("members"), list) else []
+            members = table.get("members")
+            members = members if isinstance(members, list) else []
             tables += [((kind, name, "members", i), member) for i, member in enumerate(members)]
             _check_key_env((kind, name), table.get("api_key_env"), fail)
     for table, values in tables:
@@ -252,7 +263,7 @@ def _check_raw(raw: dict, fail) -> None:
                 )
 
 
-def _check_key_env(table: tuple, value: Any, fail) -> None:
+def _check_key_env(table: Loc, value: Any, fail: Fail) -> None:
     if not isinstance(value, str):
         return  # a wrong type is pydantic's to report
     if value.startswith("sk-"):
@@ -270,7 +281,7 @@ def _check_key_env(table: tuple, value: Any, fail) -> None:
     raise fail(table, "api_key_env", f"{_label(table)} {rule} ([A-Za-z_][A-Za-z0-9_]*); {why}")
 
 
-def _validation_error(error: dict, fail) -> ConfigError:
+def _validation_error(error: ErrorDetails, fail: Fail) -> ConfigError:
     loc = error["loc"]
     key = next((part for part in reversed(loc) if isinstance(part, str)), "")
     table = tuple(loc[: len(loc) - 1 - loc[::-1].index(key)]) if key else tuple(loc)
@@ -293,7 +304,7 @@ def _validation_error(error: dict, fail) -> ConfigError:
     return fail(table, key, f"{label} {key}{index}: {error['msg']}{got}")
 
 
-def _label(table: tuple) -> str:
+def _label(table: Loc) -> str:
     """``[pools.gpus] member 0`` for a location in the file; empty at the top level."""
     names = [str(p) for p in table if isinstance(p, str)]
     if table and isinstance(table[-1], int):
@@ -301,21 +312,23 @@ def _label(table: tuple) -> str:
     return f"[{'.'.join(names)}]" if names else ""
 
 
-def _valid_keys(table: tuple) -> list[str]:
+def _valid_keys(table: Loc) -> list[str]:
     """The keys the table at ``table`` accepts, found by walking the models' annotations."""
     kind: Any = FileConfig
     for part in table:
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            kind = kind.model_fields[part].annotation
+            kind = kind.model_fields[str(part)].annotation
             continue
         while get_origin(kind) is Annotated or type(None) in get_args(kind):
             kind = next(a for a in get_args(kind) if a is not type(None))
         kind = get_args(kind)[-1]  # dict[str, X] or list[X]: X
-    return list(kind.model_fields) if isinstance(kind, type) else []
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
 
 
-def _base_urls(config: FileConfig) -> list[tuple[tuple, str]]:
-    urls = [(("models", n), p.base_url) for n, p in config.models.items()]
+def _base_urls(config: FileConfig) -> list[tuple[Loc, str]]:
+    urls: list[tuple[Loc, str | None]] = [
+        (("models", n), p.base_url) for n, p in config.models.items()
+    ]
     for name, pool in config.pools.items():
         urls += [(("pools", name, "members", i), m.base_url) for i, m in enumerate(pool.members)]
     return [(table, url) for table, url in urls if url]
@@ -334,23 +347,23 @@ def _toml_message(path: Path, message: str, text: str) -> str:
     return f"{path}: {message}"
 
 
-def _line_of(text: str, table: tuple, key: str | None) -> int | None:
+def _line_of(text: str, table: Loc, key: str | None) -> int | None:
     """The line where ``key`` is set in ``[table]`` (its header line for None), else in the
     nearest enclosing table. A plain scan, not a parser: enough for hand-written files.
     """
     header = re.compile(r"^\s*\[\[?\s*([^\]]*?)\s*\]\]?\s*(#.*)?$")
-    headers: dict[tuple, int] = {}
-    lines: dict[tuple, list[tuple[int, str]]] = {}
-    current: tuple = ()
+    headers: dict[tuple[str, ...], int] = {}
+    lines: dict[tuple[str, ...], list[tuple[int, str]]] = {}
+    current: tuple[str, ...] = ()
     for number, line in enumerate(text.splitlines(), 1):
         if found := header.match(line):
             current = tuple(p.strip().strip("\"'") for p in found[1].split("."))
             headers.setdefault(current, number)
         else:
             lines.setdefault(current, []).append((number, line))
-    table = tuple(part for part in table if isinstance(part, str))
-    for depth in range(len(table), -1, -1):
-        here = table[:depth]
+    names = tuple(part for part in table if isinstance(part, str))
+    for depth in range(len(names), -1, -1):
+        here = names[:depth]
         if key is None and here in headers:
             return headers[here]
         # A table without a header of its own is set inline in its parent: `name = {...}`.

@@ -73,5 +73,6 @@ class StructuredOutputError(PlaitError, ValueError):
             f"agent {agent!r} did not return a valid {expected}: {problem}; it returned {shown!r}"
         )
 
-    def __reduce__(self):  # keep picklable across process pools and checkpoints
+    def __reduce__(self) -> tuple[type[StructuredOutputError], tuple[str, str, str, str]]:
+        # keep picklable across process pools and checkpoints
         return (type(self), (self.agent, self.returned, self.expected, self.problem))

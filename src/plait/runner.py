@@ -14,10 +14,10 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 from langgraph.types import Command
 
@@ -30,7 +30,15 @@ from plait.models.context import PlaitContext
 from plait.models.resilience import BudgetExceeded
 from plait.nodes.human import Decision
 from plait.settings import RunSettings, seed_budget
-from plait.state.usage import add_usage, total_tokens
+from plait.state.usage import AgentUsage, add_usage, total_tokens
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.pregel import Pregel
+    from langgraph.types import StateSnapshot
+
+    from plait.checkpoints.sqlite import Database
+    from plait.checkpoints.threads import ThreadRecord
 
 # Every plait loop has its own stopping rule; this only guards authored graphs that loop forever.
 RECURSION_LIMIT = 10_000
@@ -224,7 +232,7 @@ async def resume(
                 "wait for it to stop, or stop it, then resume"
             )
         settings = RunSettings.from_stored(record.settings).override(**(overrides or {}))
-        if (overrides or {}).get("model_for") and not is_reference(record.graph):
+        if overrides and overrides.get("model_for") and not is_reference(record.graph):
             # A typo in a role would otherwise leave the stored model serving it, silently.
             check_roles(record.graph, settings.options, overrides["model_for"])
         if context is None:
@@ -263,7 +271,7 @@ async def resume(
         )
 
 
-def _resume_input(record, snapshot, decision: Decision | None) -> Any:
+def _resume_input(record: ThreadRecord, snapshot: StateSnapshot, decision: Decision | None) -> Any:
     """What to stream into the graph on resume: nothing, a person's answer, or the input."""
     waiting = bool(snapshot.interrupts) or record.status in ("waiting", "rejected")
     if waiting and decision is None:
@@ -275,8 +283,10 @@ def _resume_input(record, snapshot, decision: Decision | None) -> Any:
     if decision is not None and not waiting:
         raise UsageError(f"thread {record.thread_id!r} is not waiting for a decision")
     if snapshot.interrupts:
+        assert decision is not None  # waiting: refused above without one
         return Command(resume=decision.value())
     if waiting:  # an --approve-before pause: only a yes or a no will do
+        assert decision is not None  # refused above without one
         if decision.approved is None:
             raise UsageError(
                 f"thread {record.thread_id!r} waits for approval before "
@@ -291,8 +301,17 @@ def _resume_input(record, snapshot, decision: Decision | None) -> Any:
 
 
 async def _drive(
-    app, database, thread_id, ref, start, context, settings, on_event, usage=None, calls=0
-):
+    app: Pregel[Any, Any, Any, Any],
+    database: Database,
+    thread_id: str,
+    ref: str,
+    start: Any,
+    context: PlaitContext,
+    settings: RunSettings,
+    on_event: EventHandler | None,
+    usage: dict[str, AgentUsage] | None = None,
+    calls: int = 0,
+) -> Outcome:
     emit = on_event or (lambda kind, data: None)
     config = _config(thread_id, settings)
     emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
@@ -303,6 +322,10 @@ async def _drive(
         context.on_notice = lambda text: emit("notice", {"text": text})
     final: dict[str, Any] = {}
     paused = bool(settings.approve_before)  # static pauses send no event; ask the saver
+    # With a list of stream modes each item is a (mode, chunk) pair; LangGraph's return type
+    # does not say so.
+    mode: str
+    chunk: Any
     try:
         async for mode, chunk in app.astream(
             start,
@@ -369,7 +392,9 @@ async def _drive(
             await _record_methods(database, thread_id, settings, context)
     # The last streamed values are the final state; only a pause needs the saver's snapshot
     # (what runs next, what was asked), which costs a checkpoint read.
-    snapshot = await app.aget_state(config) if paused else _Finished(final)
+    snapshot: StateSnapshot | _Finished = (
+        await app.aget_state(config) if paused else _Finished(final)
+    )
     status = "waiting" if snapshot.next else "done"
     await database.threads.update(
         thread_id, status=status, owner=None, tokens=total_tokens(snapshot.values.get("usage"))
@@ -380,7 +405,7 @@ async def _drive(
     return outcome
 
 
-def _call_counter(database, thread_id: str):
+def _call_counter(database: Database, thread_id: str) -> Callable[[int], Awaitable[None]]:
     async def count(calls: int) -> None:
         try:
             await database.threads.count_calls(thread_id, calls)
@@ -390,7 +415,9 @@ def _call_counter(database, thread_id: str):
     return count
 
 
-async def _record_methods(database, thread_id: str, settings: RunSettings, context) -> None:
+async def _record_methods(
+    database: Database, thread_id: str, settings: RunSettings, context: PlaitContext
+) -> None:
     # The structured-output methods endpoints accepted are kept with the thread, so `threads
     # show` can say which was used and a resume does not send a refused request again.
     if context.methods != settings.methods:
@@ -423,7 +450,13 @@ class _Finished:
     interrupts: tuple[Any, ...] = ()
 
 
-def _outcome(thread_id: str, ref: str, status: str, snapshot: Any, error: str | None = None):
+def _outcome(
+    thread_id: str,
+    ref: str,
+    status: str,
+    snapshot: StateSnapshot | _Finished,
+    error: str | None = None,
+) -> Outcome:
     values = dict(snapshot.values)
     waiting = None
     if status == "waiting":
@@ -444,8 +477,8 @@ def _outcome(thread_id: str, ref: str, status: str, snapshot: Any, error: str | 
     )
 
 
-def _config(thread_id: str, settings: RunSettings) -> dict[str, Any]:
-    config: dict[str, Any] = {
+def _config(thread_id: str, settings: RunSettings) -> RunnableConfig:
+    config: RunnableConfig = {
         "configurable": {"thread_id": thread_id},
         "recursion_limit": RECURSION_LIMIT,
     }
@@ -538,10 +571,17 @@ async def fork(
         return new_thread_id
 
 
-async def _finish_fork(app, database, settings, new_thread_id, checkpoint_id, edits) -> None:
+async def _finish_fork(
+    app: Pregel[Any, Any, Any, Any],
+    database: Database,
+    settings: RunSettings,
+    new_thread_id: str,
+    checkpoint_id: str,
+    edits: dict[str, Any],
+) -> None:
     # LangGraph has already noted that an --approve-before gate fired at a paused
     # checkpoint; a fork of it must still wait for the person, not run straight through.
-    at = {
+    at: RunnableConfig = {
         "configurable": {
             "thread_id": new_thread_id,
             "checkpoint_ns": "",
@@ -551,7 +591,7 @@ async def _finish_fork(app, database, settings, new_thread_id, checkpoint_id, ed
     if set((await app.aget_state(at)).next) & set(settings.approve_before):
         await database.threads.update(new_thread_id, status="waiting")
     if edits:
-        config = {
+        config: RunnableConfig = {
             "configurable": {
                 "thread_id": new_thread_id,
                 "checkpoint_ns": "",
@@ -561,7 +601,7 @@ async def _finish_fork(app, database, settings, new_thread_id, checkpoint_id, ed
         await app.aupdate_state(config, edits)
 
 
-def _checked_edit(app, key: str, value: Any) -> Any:
+def _checked_edit(app: Pregel[Any, Any, Any, Any], key: str, value: Any) -> Any:
     """``value`` checked against the type the state declares for ``key`` (as pydantic
     converts it), so a bad edit is refused before a thread exists instead of failing every
     resume of the fork.

@@ -114,7 +114,7 @@ def test_factory_rejects_bad_arguments():
         GraphSetupError, match="fallback 'general' is not a route; choose one of a, b"
     ):
         create_router_graph(routes=["a", "b"])
-    with pytest.raises(GraphSetupError, match="min_confidence must be between 0 and 1"):
+    with pytest.raises(GraphSetupError, match="min_confidence must be at most 1"):
         create_router_graph(min_confidence=1.5)
     with pytest.raises(GraphSetupError, match="invalid route name 'classifier'"):
         create_router_graph(routes=["classifier", "general"])

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiosqlite
+
 from plait.checkpoints.sqlite import Database
 from plait.checkpoints.threads import ThreadRecord
 from plait.errors import ThreadError, UsageError
@@ -154,11 +156,13 @@ def _size(path: Path) -> int:
 _NOT_LATEST = "checkpoint_id != (SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?)"
 
 
-async def _count_doomed(conn, thread_id: str, checkpoints_only: bool) -> int:
+async def _count_doomed(conn: aiosqlite.Connection, thread_id: str, checkpoints_only: bool) -> int:
     where = f"thread_id = ? AND {_NOT_LATEST}" if checkpoints_only else "thread_id = ?"
     params = (thread_id, thread_id) if checkpoints_only else (thread_id,)
     async with conn.execute(f"SELECT count(*) FROM checkpoints WHERE {where}", params) as cur:
-        (count,) = await cur.fetchone()
+        row = await cur.fetchone()
+    assert row is not None  # an aggregate without GROUP BY yields one row
+    count: int = row[0]
     return count
 
 

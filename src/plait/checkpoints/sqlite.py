@@ -13,12 +13,20 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from plait.checkpoints.threads import ThreadIndex
@@ -118,7 +126,7 @@ class _Saver(AsyncSqliteSaver):
         self.path = path
 
     @asynccontextmanager
-    async def _faults(self, run: dict | None = None) -> AsyncIterator[None]:
+    async def _faults(self, run: RunnableConfig | None = None) -> AsyncIterator[None]:
         """``run``: the config of a run's write, whose thread the advice names to resume."""
         try:
             yield
@@ -132,24 +140,38 @@ class _Saver(AsyncSqliteSaver):
             thread_id = (run or {}).get("configurable", {}).get("thread_id")
             raise database_error(self.path, exc, thread_id) from exc
 
-    async def aget_tuple(self, config):
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         async with self._faults():
             return await super().aget_tuple(config)
 
-    async def alist(self, config, **kwargs):
+    async def alist(
+        self, config: RunnableConfig | None, **kwargs: Any
+    ) -> AsyncIterator[CheckpointTuple]:
         async with self._faults():
             async for item in super().alist(config, **kwargs):
                 yield item
 
-    async def aput(self, config, checkpoint, metadata, new_versions):
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         async with self._faults(config):
             return await super().aput(config, checkpoint, metadata, new_versions)
 
-    async def aput_writes(self, config, writes, task_id, task_path=""):
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
         async with self._faults(config):
             return await super().aput_writes(config, writes, task_id, task_path)
 
-    async def adelete_thread(self, thread_id):
+    async def adelete_thread(self, thread_id: str) -> None:
         async with self._faults():
             return await super().adelete_thread(thread_id)
 

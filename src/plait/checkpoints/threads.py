@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,7 @@ _COLUMNS = (
 )
 
 
-def _record(row: tuple) -> ThreadRecord:
+def _record(row: Iterable[Any]) -> ThreadRecord:
     values = list(row)
     values[3] = json.loads(values[3])
     return ThreadRecord(*values)
@@ -130,7 +131,9 @@ class ThreadIndex:
                 async with self.conn.execute(
                     "SELECT COALESCE(MAX(version), 0) FROM plait_migrations"
                 ) as cur:
-                    (done,) = await cur.fetchone()  # type: ignore[misc]
+                    row = await cur.fetchone()
+                assert row is not None  # an aggregate without GROUP BY yields one row
+                (done,) = row
                 if done > len(MIGRATIONS):
                     # Its tables may have columns this plait would leave unset or misread:
                     # refuse before writing anything rather than half-understand them.

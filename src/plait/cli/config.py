@@ -115,7 +115,7 @@ def describe(settings: Any, sources: dict[str, str], path: Any) -> dict[str, Any
 
 
 def _masked(table: dict[str, Any]) -> dict[str, Any]:
-    masked = {k: mask_url(v) if k == "base_url" else v for k, v in table.items()}
+    masked: dict[str, Any] = {k: mask_url(v) if k == "base_url" else v for k, v in table.items()}
     if "members" in masked:
         masked["members"] = [_masked(member) for member in masked["members"]]
     return masked

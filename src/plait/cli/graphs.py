@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ from rich.table import Table
 
 from plait.cli.options import JsonOpt
 from plait.cli.output import cli_errors, out, print_json
-from plait.graphs.registry import GRAPHS, RUN_OPTIONS, get_entry
+from plait.graphs.registry import GRAPHS, get_entry, run_option_rows
 
 app = typer.Typer(
     no_args_is_help=False, help="List the prebuilt graphs and show their shape and options."
@@ -17,11 +18,34 @@ app = typer.Typer(
 
 
 def _option_rows(name: str) -> list[dict]:
-    options = get_entry(name).all_options() if name in GRAPHS else RUN_OPTIONS
-    return [
-        {"name": o.name, "type": o.type_label(), "default": o.default, "help": o.help}
-        for o in options
-    ]
+    """A graph's options then the run options, from the factory's signature (a prebuilt
+    graph's, or an authored ``file.py:attr`` / ``module:attr`` factory's).
+    """
+    if name in GRAPHS:
+        return GRAPHS[name].option_rows()
+    from plait.graphs.loader import _import_reference, is_reference
+    from plait.graphs.options import option_rows
+
+    if not is_reference(name):
+        get_entry(name)  # says the name is unknown
+    target = _import_reference(name)
+    own = option_rows(target) if callable(target) and not _is_graph(target) else []
+    return own + run_option_rows()
+
+
+def _is_graph(target: object) -> bool:
+    from langgraph.graph import StateGraph
+    from langgraph.pregel import Pregel
+
+    return isinstance(target, StateGraph | Pregel)
+
+
+def _limits(row: dict) -> str:
+    signs = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+    parts = [f"{sign} {row[key]:g}" for key, sign in signs if key in row]
+    if "min_length" in row:
+        parts.append(f"at least {row['min_length']} item(s)")
+    return "".join(f", {part}" for part in parts)
 
 
 @app.callback(invoke_without_command=True)
@@ -74,7 +98,16 @@ def show(
         out.print("options (--set key=value):")
         for row in rows:
             default = row["default"]
-            shown = ",".join(default) if isinstance(default, list) else default
-            out.print(
-                f"  {row['name']}: {row['help']} ({row['type']}; default {shown})", markup=False
+            if isinstance(default, list) and all(isinstance(d, str) for d in default):
+                shown = ",".join(default)
+            elif isinstance(default, list | dict):
+                shown = json.dumps(default)
+            else:
+                shown = default
+            about = f"{row['type']}{_limits(row)}; default {shown}"
+            text = (
+                f"  {row['name']}: {row['help']} ({about})"
+                if row["help"]
+                else f"  {row['name']}: {about}"
             )
+            out.print(text, markup=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -31,6 +32,9 @@ from plait.cli.output import cli_errors, err, print_json
 from plait.cli.progress import Progress
 from plait.errors import ExitCode, UsageError
 from plait.state.usage import total_tokens
+
+if TYPE_CHECKING:
+    from plait.runner import Outcome
 
 
 def run_command(
@@ -105,7 +109,7 @@ def run_command(
         text = _read_task(task)
         if not text.strip():
             raise UsageError("the task is empty; say what the graph should work on")
-        flags = {
+        flags: dict[str, Any] = {
             "model": model,
             "model_for": parse_model_for(model_for),
             "base_url": base_url,
@@ -281,8 +285,10 @@ def _definitions(from_file: dict[str, Any], thread_id: str, db: str | None) -> d
     return merged
 
 
-def _finish(start, progress: Progress, json_: bool) -> None:
-    from plait.runner import RunFailed
+def _finish(
+    start: Callable[[], Coroutine[Any, Any, Outcome]], progress: Progress, json_: bool
+) -> None:
+    from plait.runner import BudgetStopped, RunFailed
 
     try:
         outcome = asyncio.run(start())
@@ -291,7 +297,9 @@ def _finish(start, progress: Progress, json_: bool) -> None:
         budget = exc.exit_code == ExitCode.BUDGET
         label = "[yellow]stopped:[/]" if budget else "[red]error:[/]"
         err.print(f"{label} {escape(str(exc))}")
-        hint = f" with a larger budget: --max-{exc.limit} N" if budget else ""
+        hint = (
+            f" with a larger budget: --max-{exc.limit} N" if isinstance(exc, BudgetStopped) else ""
+        )
         err.print(f"the thread is saved; continue it{hint}: plait resume {exc.thread_id}")
         if json_:
             print_json(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -14,6 +15,16 @@ from rich.text import Text
 from plait.cli.options import DbOpt, JsonOpt
 from plait.cli.output import cli_errors, out, print_json
 from plait.errors import PlaitError, ThreadError
+
+if TYPE_CHECKING:  # imported where used, so `plait --help` stays fast
+    from langchain_core.runnables import RunnableConfig
+
+    from plait.checkpoints.sqlite import Database
+    from plait.checkpoints.threads import ThreadRecord
+    from plait.state.log import Envelope
+    from plait.state.usage import AgentUsage
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     help="List, inspect and delete saved threads; `plait threads path` finds the file."
@@ -40,14 +51,14 @@ def _ago(ts: float) -> str:
     return f"{int(seconds)}s ago"
 
 
-async def _with_db(db: str | None, work):
+async def _with_db(db: str | None, work: Callable[[Database], Awaitable[_T]]) -> _T:
     from plait.checkpoints import open_database
 
     async with open_database(db) as database:
         return await work(database)
 
 
-async def _record(database, thread_id: str):
+async def _record(database: Database, thread_id: str) -> ThreadRecord:
     record = await database.threads.get(thread_id)
     if record is None:
         raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
@@ -95,7 +106,7 @@ def list_threads(
 def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
     """Show a thread's settings, status, usage per agent and result."""
 
-    async def work(database) -> tuple[Any, dict]:
+    async def work(database: Database) -> tuple[ThreadRecord, dict[str, Any]]:
         record = await _record(database, thread_id)
         return record, await _state(database, record)
 
@@ -133,21 +144,21 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
             out.print("\n" + values["result"], markup=False)
 
 
-def _status(record) -> str:
+def _status(record: ThreadRecord) -> str:
     # A thread whose process died (SIGKILL, a full disk) is still stored as running.
     if record.status == "running" and not record.running_elsewhere():
         return "running (process gone: resume it)"
     return record.status
 
 
-async def _state(database, record) -> dict[str, Any]:
+async def _state(database: Database, record: ThreadRecord) -> dict[str, Any]:
     """The thread's state as the graph sees it: the last checkpoint plus the writes of
     branches that finished in the step that then stopped (a failure, a budget).
     """
     from plait.graphs.loader import build_graph
     from plait.settings import RunSettings
 
-    config = {"configurable": {"thread_id": record.thread_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": record.thread_id}}
     try:
         options = RunSettings.from_stored(record.settings).options
         app = build_graph(record.graph, options, database.saver)
@@ -157,14 +168,14 @@ async def _state(database, record) -> dict[str, Any]:
     return dict((await app.aget_state(config)).values)
 
 
-async def full_log(database, thread_id: str) -> list[dict]:
+async def full_log(database: Database, thread_id: str) -> list[Envelope]:
     """Every envelope the thread's nodes wrote, oldest first, each once.
 
     Each node's log entries are stored once, as that node's write, whatever the window the
     state keeps; a write replayed on resume has the same envelope id and is counted once.
     """
     serde = database.saver.serde
-    seen: dict[str, dict] = {}
+    seen: dict[str, Envelope] = {}
     async with (
         database.saver.lock,
         database.saver.conn.execute(
@@ -177,7 +188,7 @@ async def full_log(database, thread_id: str) -> list[dict]:
     return sorted(seen.values(), key=lambda e: e["ts"])
 
 
-def _usage_table(usage: dict) -> None:
+def _usage_table(usage: Mapping[str, AgentUsage]) -> None:
     if not usage:
         return
     columns = ("agent", "calls", "input tokens", "output tokens", "cost $", "seconds", "models")
@@ -232,9 +243,9 @@ def _usage_table(usage: dict) -> None:
 def history(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
     """List a thread's checkpoints, newest first: step, what was written, what runs next."""
 
-    async def work(database) -> list[dict]:
+    async def work(database: Database) -> list[dict[str, Any]]:
         await _record(database, thread_id)
-        rows = []
+        rows: list[dict[str, Any]] = []
         async for saved in database.saver.alist({"configurable": {"thread_id": thread_id}}):
             channels = saved.checkpoint.get("updated_channels") or []
             rows.append(
@@ -277,7 +288,7 @@ def log(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
     The state keeps only the latest few; this reads them all back from the checkpoints.
     """
 
-    async def work(database) -> list[dict]:
+    async def work(database: Database) -> list[Envelope]:
         await _record(database, thread_id)
         return await full_log(database, thread_id)
 
@@ -309,7 +320,7 @@ def log(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
 def delete(thread_id: IdArg, db: DbOpt = None) -> None:
     """Delete a thread and all its checkpoints."""
 
-    async def work(database) -> None:
+    async def work(database: Database) -> None:
         record = await _record(database, thread_id)
         if record.running_elsewhere():
             raise ThreadError(

@@ -20,6 +20,7 @@ from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
 from plait.graphs.checks import check_subtask_range, check_unique
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.branch import branch_update, unique_ids
@@ -142,23 +143,26 @@ def select_winner(bids: Mapping[str, Bid]) -> str | None:
     return min(valid)[2] if valid else None
 
 
-def create_auction_graph(
+@validated
+def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    bidders: Sequence[str] = DEFAULT_BIDDERS,
-    decompose: bool = False,
-    min_subtasks: int = 2,
-    max_subtasks: int = 5,
-    fallback: str = "",
+    bidders: Annotated[
+        Sequence[str], Field(description="agents that bid for the work")
+    ] = DEFAULT_BIDDERS,
+    decompose: Annotated[
+        bool, Field(description="split the task into subtasks and auction each")
+    ] = False,
+    min_subtasks: Annotated[int, Field(ge=1, description="fewest subtasks a split may have")] = 2,
+    max_subtasks: Annotated[int, Field(ge=1, description="most subtasks a split may have")] = 5,
+    fallback: Annotated[
+        str, Field(description="agent that takes work nobody bid validly for (empty: none)")
+    ] = "",
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the auction graph.
+    """Bidders bid for the task (or each subtask); the lowest cost per capability wins and
+    does it.
 
     Args:
-        bidders: The agents (roles) that bid for the work; the winner of a lot executes it.
-        decompose: Split the task into subtasks first and auction each one.
-        min_subtasks: Fewest subtasks a split may have (with ``decompose``).
-        max_subtasks: Most subtasks a split may have (with ``decompose``).
-        fallback: The agent that takes a lot nobody bid validly for; empty for none.
         prompts: Role instructions to override, keyed by role (bidders, fallback, planner,
             synthesizer).
 

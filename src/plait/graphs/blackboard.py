@@ -30,15 +30,14 @@ from pydantic import Field, create_model
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
-from plait.graphs.checks import NODE_NAME, check_at_least, check_unique
+from plait.graphs.checks import NODE_NAME, check_unique
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
 from plait.state.usage import add_usage
-
-CONFLICT_POLICIES = ("priority", "merge", "escalate")
 
 PROMPTS = {
     "critic": "You are the critic. Name the risks, gaps and weak assumptions in what the board "
@@ -130,24 +129,33 @@ def eligible(
     return chosen
 
 
-def create_blackboard_graph(
+@validated
+def create_blackboard_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    sources: Sequence[KnowledgeSource | Mapping[str, Any]] = DEFAULT_SOURCES,
-    goal: str = "solution",
-    max_rounds: int = 5,
-    conflict_policy: str = "priority",
+    sources: Annotated[
+        Sequence[KnowledgeSource | Mapping[str, Any]],
+        Field(
+            description="JSON list of sources: name, needs, writes, optional instructions and "
+            "priority"
+        ),
+    ] = DEFAULT_SOURCES,
+    goal: Annotated[str, Field(description="the board entry that ends the run")] = "solution",
+    max_rounds: Annotated[
+        int, Field(ge=1, description="most rounds before stopping without the goal")
+    ] = 5,
+    conflict_policy: Annotated[
+        Literal["priority", "merge", "escalate"],
+        Field(
+            description="two writes to one entry in a round: higher priority wins, a merger "
+            "combines them, or the controller picks"
+        ),
+    ] = "priority",
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the blackboard graph.
+    """Knowledge sources write entries on a shared board, in parallel rounds, until the
+    goal entry is there.
 
     Args:
-        sources: Knowledge sources (``KnowledgeSource`` objects, or mappings with its fields).
-        goal: The entry whose presence on the board ends the run; some source must write it.
-        max_rounds: Most rounds before stopping without the goal (at least 1).
-        conflict_policy: How two writes to one entry in the same round are settled:
-            ``priority`` (the higher-priority source wins, then the one declared first),
-            ``merge`` (the merger agent combines them) or ``escalate`` (the controller agent
-            picks one).
         prompts: Role instructions to override, keyed by role (source names, merger,
             controller).
 
@@ -331,11 +339,6 @@ def _render(board: Mapping[str, Entry]) -> str:
 
 
 def _check(sources, goal, max_rounds, policy) -> list[KnowledgeSource]:
-    check_at_least("max_rounds", max_rounds, 1)
-    if policy not in CONFLICT_POLICIES:
-        raise GraphSetupError(
-            f"invalid conflict_policy {policy!r}; choose one of {', '.join(CONFLICT_POLICIES)}"
-        )
     chosen = [_source(s) for s in sources]
     if not chosen:
         raise GraphSetupError("a blackboard needs at least one knowledge source")

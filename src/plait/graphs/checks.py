@@ -1,6 +1,8 @@
 """Argument checks the graph factories share, so the same mistake gets the same message.
 
-Each check raises ``GraphSetupError`` naming the bad value and what is allowed.
+A single option's type, range or choices is declared in the factory's signature and checked by
+``plait.graphs.options``; these are the rules across options or over names. Each check
+raises ``GraphSetupError`` naming the bad value and what is allowed.
 """
 
 from __future__ import annotations
@@ -14,18 +16,6 @@ from plait.errors import GraphSetupError
 
 # Names users give to nodes and roles: one rule, so that every graph accepts the same names.
 NODE_NAME = re.compile(r"[A-Za-z][\w-]*")
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Check that the argument ``name`` is one of ``choices``."""
-    if value not in choices:
-        raise GraphSetupError(f"invalid {name} {value!r}; choose one of {choices}")
-
-
-def check_at_least(name: str, value: int, minimum: int) -> None:
-    """Check that the argument ``name`` is ``minimum`` or more."""
-    if value < minimum:
-        raise GraphSetupError(f"{name} must be at least {minimum}, got {value}")
 
 
 def check_subtask_range(min_subtasks: int, max_subtasks: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -19,14 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
-from plait.graphs.checks import check_at_least, check_choice
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
-
-METHODS = ("majority", "weighted")
 
 PROMPTS = {
     "voter": "You are the voter. Decide the question in the task for yourself. Give your "
@@ -165,29 +163,44 @@ def tally(
     }
 
 
-def create_consensus_graph(
+@validated
+def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    voters: int = 3,
-    method: str = "majority",
-    quorum: int = 0,
-    threshold: float = 0.6,
-    rounds: int = 2,
+    voters: Annotated[int, Field(ge=2, description="number of voters")] = 3,
+    method: Annotated[
+        Literal["majority", "weighted"],
+        Field(
+            description="count votes against the quorum (majority) or weigh them by confidence "
+            "against the threshold (weighted)"
+        ),
+    ] = "majority",
+    quorum: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="votes the leader needs under majority (0: more than half the voters)",
+        ),
+    ] = 0,
+    threshold: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="share of the total confidence the leader needs under weighted (0 to 1)",
+        ),
+    ] = 0.6,
+    rounds: Annotated[
+        int,
+        Field(ge=0, description="re-vote rounds after the first vote while there is no consensus"),
+    ] = 2,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the voting graph: parallel votes, a tally, and re-votes until consensus.
+    """Voters vote in parallel; the tally is re-voted until consensus or the last round.
 
     Every voter is the role ``voter`` (one model serves them all; usage is recorded per voter
     as ``voter_1`` .. ``voter_K``). A voter that fails stops the run; resume re-asks only it.
 
     Args:
-        voters: How many voters (at least 2).
-        method: ``majority`` (counted against ``quorum``) or ``weighted`` (confidence-weighted,
-            against ``threshold``).
-        quorum: Votes the leading position needs under ``majority``; 0 means more than half
-            of the voters.
-        threshold: Share of the total confidence the leading position needs under
-            ``weighted``, above 0 and at most 1.
-        rounds: Re-vote rounds after the first vote while there is no consensus (0: vote once).
         prompts: Role instructions to override (``voter``).
 
     Returns:
@@ -197,17 +210,11 @@ def create_consensus_graph(
         ``app = create_consensus_graph(voters=5, method="weighted", threshold=0.7).compile()``
 
     """
-    check_at_least("voters", voters, 2)
-    check_choice("method", method, METHODS)
     quorum = quorum or voters // 2 + 1
     if not 1 <= quorum <= voters:
         raise GraphSetupError(
             f"quorum must be between 1 and the number of voters ({voters}), got {quorum}"
         )
-    if not 0 < threshold <= 1:
-        raise GraphSetupError(f"threshold must be above 0 and at most 1, got {threshold:g}")
-    if rounds < 0:
-        raise GraphSetupError(f"rounds (re-votes) must be 0 or more, got {rounds}")
     texts = {**PROMPTS, **(prompts or {})}
     names = [f"voter_{i}" for i in range(1, voters + 1)]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import Annotated, get_args
+from typing import Annotated, Literal, get_args
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError, StructuredOutputError
-from plait.graphs.checks import check_at_least, check_choice, check_subtask_range
+from plait.graphs.checks import check_subtask_range
+from plait.graphs.options import validated
 from plait.graphs.orchestrator import DEFAULT_ROSTER, Subtask, plan_schema, subtask_results
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
@@ -29,8 +30,6 @@ from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
 from plait.state.usage import add_usage
-
-FAILURE_POLICIES = ("fail_fast", "continue")
 
 PROMPTS = {
     "planner": "You are the planner. Break the task into subtasks, give each a role from the "
@@ -205,27 +204,33 @@ def dag_plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int)
     )
 
 
-def create_dag_graph(
+@validated
+def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    roster: Sequence[str] = DEFAULT_ROSTER,
-    min_subtasks: int = 3,
-    max_subtasks: int = 7,
-    failure_policy: str = "fail_fast",
-    plan_attempts: int = 3,
+    roster: Annotated[
+        Sequence[str], Field(description="worker roles the planner may assign")
+    ] = DEFAULT_ROSTER,
+    min_subtasks: Annotated[int, Field(ge=1, description="fewest subtasks the plan may have")] = 3,
+    max_subtasks: Annotated[int, Field(ge=1, description="most subtasks the plan may have")] = 7,
+    failure_policy: Annotated[
+        Literal["fail_fast", "continue"],
+        Field(
+            description="a failed subtask stops the run (fail_fast), or is recorded and its "
+            "dependants skipped (continue)"
+        ),
+    ] = "fail_fast",
+    plan_attempts: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="planner calls to get a plan without unknown dependencies or cycles",
+        ),
+    ] = 3,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the task-decomposition graph: plan with dependencies, run in waves, synthesize.
+    """Subtasks with dependencies run in waves, each sent only its dependencies' outputs.
 
     Args:
-        roster: Worker roles the planner may assign.
-        min_subtasks: Fewest subtasks a plan may have.
-        max_subtasks: Most subtasks a plan may have.
-        failure_policy: ``fail_fast`` stops the run when a subtask fails (resume re-runs only
-            unfinished subtasks); ``continue`` records the failure in ``errors``, skips the
-            subtasks that depend on it (directly or not), records them in ``skipped`` and
-            runs the rest.
-        plan_attempts: Planner calls to get a plan without unknown or self dependencies and
-            cycles; after the last, the run fails with an error naming the problem.
         prompts: Role instructions to override, keyed by role (planner, synthesizer, and the
             roster's roles).
 
@@ -236,8 +241,6 @@ def create_dag_graph(
     if not roster:
         raise GraphSetupError("roster must name at least one worker role")
     check_subtask_range(min_subtasks, max_subtasks)
-    check_choice("failure_policy", failure_policy, FAILURE_POLICIES)
-    check_at_least("plan_attempts", plan_attempts, 1)
     prompts = {**PROMPTS, **(prompts or {})}
     schema = dag_plan_schema(roster, min_subtasks, max_subtasks)
     plan_rules = (

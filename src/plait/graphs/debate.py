@@ -20,10 +20,10 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError, PlaitError
-from plait.graphs.checks import check_at_least, check_choice
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.branch import BRANCH_ERROR_MODES, branch_failure
+from plait.nodes.branch import branch_failure
 from plait.nodes.prompts import member_prompt, role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
@@ -86,27 +86,44 @@ class DebaterInput(TypedDict):
     others: dict[str, Argument]
 
 
-def create_debate_graph(
+@validated
+def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    debaters: int | None = None,
-    rounds: int = 1,
-    positions: Sequence[str] = (),
-    on_branch_error: str = "continue",
+    debaters: Annotated[
+        int | None,
+        Field(
+            ge=2,
+            description="number of debaters (default 3, or one per position when positions "
+            "are given)",
+        ),
+    ] = None,
+    rounds: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="rounds in all: 1 is opening arguments only, each extra one a rebuttal",
+        ),
+    ] = 1,
+    positions: Annotated[
+        Sequence[str],
+        Field(description="the stance each debater argues (default: built-in distinct stances)"),
+    ] = (),
+    on_branch_error: Annotated[
+        Literal["fail", "continue"],
+        Field(
+            description="a failed debater is named to the judge as missing (continue) or stops "
+            "the run (fail)"
+        ),
+    ] = "continue",
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the debate graph: opening arguments, rebuttal rounds, then a judge's decision.
+    """Debaters argue distinct positions in parallel, rebut each other, and a judge
+    decides.
 
     Debaters are the roles ``debater_1`` .. ``debater_N`` (so each can have its own model);
     the judge is ``judge``.
 
     Args:
-        debaters: How many debaters (at least 2); default 3, or one per position when
-            ``positions`` is given.
-        rounds: Rounds in all: 1 is opening arguments only, each extra round a rebuttal.
-            Rebuttals also stop early when fewer than two debaters are left.
-        positions: The stance each debater argues; default: built-in distinct stances.
-        on_branch_error: ``continue`` records a failed debater in ``errors`` and tells the
-            judge it is missing; ``fail`` stops the run (resume re-runs only that debater).
         prompts: Role instructions to override, keyed by role (``debater`` for all debaters,
             ``debater_2`` for one, ``judge``).
 
@@ -118,8 +135,6 @@ def create_debate_graph(
 
     """
     stances = _stances(debaters, positions)
-    check_at_least("rounds", rounds, 1)
-    check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     texts = {**PROMPTS, **(prompts or {})}
     names = list(stances)
 

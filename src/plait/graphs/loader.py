@@ -29,12 +29,37 @@ def is_reference(ref: str) -> bool:
 
 
 def parse_graph_options(ref: str, pairs: list[str]) -> dict[str, Any]:
-    """Typed ``--set`` values: checked against the registry for prebuilt graphs; for authored
-    graphs, parsed as by ``parse_free_options``.
+    """Typed ``--set`` values, read and checked by the factory's signature (a prebuilt
+    graph's or an authored one's); a factory taking ``**kwargs`` gets the keys it does not
+    name parsed as by ``parse_free_options``.
     """
+    pairs = list(pairs)
     if not is_reference(ref):
         return get_entry(ref).parse_options(pairs)
-    return parse_free_options(pairs)
+    if not pairs:
+        return {}
+    target = _import_reference(ref)
+    if isinstance(target, (StateGraph, Pregel)) or not callable(target):
+        return parse_free_options(pairs)  # building it says what is wrong
+    from plait.graphs.options import options_model, parse_pairs
+
+    if _takes_any(target):
+        named = set(options_model(target).model_fields) | RUN_OPTION_NAMES
+        mine = [p for p in pairs if p.partition("=")[0].strip() in named]
+        rest = [p for p in pairs if p not in mine]
+        return {
+            **parse_free_options(rest),
+            **parse_pairs(target, mine, label=ref, run_options=RUN_OPTIONS),
+        }
+    return parse_pairs(target, pairs, label=ref, run_options=RUN_OPTIONS)
+
+
+def _takes_any(factory: Any) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def parse_free_options(pairs: list[str]) -> dict[str, Any]:
@@ -147,6 +172,11 @@ def _call_factory(factory: Any, options: dict[str, Any], label: str) -> Any:
     if unknown:
         valid = ", ".join(p for p in params if not p.startswith("_")) or "none"
         raise OptionError(f"{label} has no option {unknown[0]!r}; valid: {valid}")
+    if not takes_any:
+        from plait.graphs.options import check_options
+
+        # The same check (and message) as --set, for options given from Python.
+        options = {**options, **check_options(factory, options, label=label, error=OptionError)}
     try:
         return factory(**options)
     except PlaitError:

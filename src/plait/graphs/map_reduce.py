@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
+from pydantic import Field
 from typing_extensions import TypedDict
 
 from plait.errors import PlaitError, UsageError
-from plait.graphs.checks import check_at_least, check_choice
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, run_context, user_prompt
 from plait.nodes.branch import branch_update
@@ -30,7 +31,6 @@ from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
 
-MODES = ("auto", "lines", "json", "document")
 # With no --input the task text is the document, so the agents need an instruction of their own.
 DOCUMENT_INSTRUCTION = "Summarize the document: its main points, facts and conclusions."
 
@@ -154,29 +154,36 @@ def plan_batches(sizes: Sequence[int], limit: int) -> list[list[int]]:
     return [*batches, current] if current else batches
 
 
-def create_map_reduce_graph(
+@validated
+def create_map_reduce_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    mode: str = "auto",
-    chunk_size: int = 4000,
-    reduce_chars: int = 12000,
+    mode: Annotated[
+        Literal["auto", "lines", "json", "document"],
+        Field(
+            description="how --input becomes items: auto (a JSON array, else lines), lines, "
+            "json, or document (chunks)"
+        ),
+    ] = "auto",
+    chunk_size: Annotated[
+        int, Field(ge=1, description="most characters in a document chunk")
+    ] = 4000,
+    reduce_chars: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="most characters of outputs per reducer call; more are reduced in levels",
+        ),
+    ] = 12000,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the map-reduce graph.
+    """One mapper per item (lines, JSON array or document chunks), then reduce in levels.
 
     Args:
-        mode: How the ``input`` text becomes items: ``auto`` (a JSON array, else lines),
-            ``lines``, ``json`` or ``document`` (chunks). With no input the task is a document.
-        chunk_size: Most characters in one document chunk.
-        reduce_chars: Most characters of outputs one reducer call is sent; more are reduced
-            in levels.
         prompts: Role instructions to override (mapper, reducer).
 
     Example:
         ``app = create_map_reduce_graph(mode="document", chunk_size=2000).compile()``
     """
-    check_choice("mode", mode, MODES)
-    check_at_least("chunk_size", chunk_size, 1)
-    check_at_least("reduce_chars", reduce_chars, 1)
     prompts = {**PROMPTS, **(prompts or {})}
 
     async def split(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:

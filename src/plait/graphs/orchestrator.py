@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
-from plait.graphs.checks import check_choice, check_subtask_range
+from plait.graphs.checks import check_subtask_range
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.branch import BRANCH_ERROR_MODES, branch_update, unique_ids
+from plait.nodes.branch import branch_update, unique_ids
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
@@ -74,23 +75,27 @@ def subtask_results(subtasks: Iterable[S], report: Callable[[S], str]) -> str:
     )
 
 
-def create_orchestrator_graph(
+@validated
+def create_orchestrator_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    roster: Sequence[str] = DEFAULT_ROSTER,
-    min_subtasks: int = 3,
-    max_subtasks: int = 7,
-    on_branch_error: str = "fail",
+    roster: Annotated[
+        Sequence[str], Field(description="worker roles the planner may assign")
+    ] = DEFAULT_ROSTER,
+    min_subtasks: Annotated[int, Field(ge=1, description="fewest subtasks the plan may have")] = 3,
+    max_subtasks: Annotated[int, Field(ge=1, description="most subtasks the plan may have")] = 7,
+    on_branch_error: Annotated[
+        Literal["fail", "continue"],
+        Field(
+            description="a failed branch stops the run (fail) or is recorded and shown to the "
+            "synthesizer (continue)"
+        ),
+    ] = "fail",
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the orchestrator-worker graph.
+    """A planner splits the task, workers run the subtasks in parallel, a synthesizer
+    joins them.
 
     Args:
-        roster: Worker roles the planner may assign.
-        min_subtasks: Fewest subtasks a plan may have.
-        max_subtasks: Most subtasks a plan may have.
-        on_branch_error: ``fail`` stops the run when a worker fails (resume re-runs only
-            that worker); ``continue`` records the failure in ``errors`` and tells the
-            synthesizer.
         prompts: Role instructions to override, keyed by role.
 
     Example:
@@ -100,7 +105,6 @@ def create_orchestrator_graph(
     if not roster:
         raise GraphSetupError("roster must name at least one worker role")
     check_subtask_range(min_subtasks, max_subtasks)
-    check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     schema = plan_schema(roster, min_subtasks, max_subtasks)
     plan_rules = (
         f"Use between {min_subtasks} and {max_subtasks} subtasks. "

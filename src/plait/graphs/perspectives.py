@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
+from pydantic import Field
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError, PlaitError
-from plait.graphs.checks import check_choice
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, run_context, user_prompt
-from plait.nodes.branch import BRANCH_ERROR_MODES
 from plait.nodes.prompts import member_prompt, role_prompt
 from plait.state.common import CommonState, merge_by_key
 from plait.state.log import envelope
@@ -65,25 +65,35 @@ class ExpertInput(TypedDict):
     perspective: str
 
 
-def create_perspectives_graph(
+@validated
+def create_perspectives_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    perspectives: Sequence[str] = DEFAULT_PERSPECTIVES,
-    branch_timeout: float = 0,
-    on_branch_error: str = "continue",
+    perspectives: Annotated[
+        Sequence[str], Field(description="the perspectives, one expert each")
+    ] = DEFAULT_PERSPECTIVES,
+    branch_timeout: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="seconds each expert may take before it is left out (0: no limit)",
+        ),
+    ] = 0,
+    on_branch_error: Annotated[
+        Literal["fail", "continue"],
+        Field(
+            description="a failed or late expert is named as missing (continue) or stops the "
+            "run (fail)"
+        ),
+    ] = "continue",
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the parallel-specialists graph: one expert per perspective, then a synthesis.
+    """Technical, business, security and UX experts analyse in parallel; a chief architect
+    synthesizes.
 
     Each perspective ``p`` is served by the role ``p_expert`` (``security_expert``); the
     synthesis by ``chief_architect``.
 
     Args:
-        perspectives: The perspectives to analyse from (lowercase names, e.g. ``legal``).
-        branch_timeout: Seconds an expert may take; one that takes longer is recorded as missing.
-            0 means no limit.
-        on_branch_error: ``continue`` records a failed or timed-out expert in ``errors`` and
-            the synthesis names it as missing; ``fail`` stops the run (resume re-runs only
-            that expert).
         prompts: Role instructions to override, keyed by role (``expert`` for any expert
             without its own text, ``security_expert``, ``chief_architect``...).
 
@@ -107,11 +117,6 @@ def create_perspectives_graph(
             )
     if len(set(chosen)) != len(chosen):
         raise GraphSetupError(f"perspectives must be distinct, got {', '.join(chosen)}")
-    if branch_timeout < 0:
-        raise GraphSetupError(
-            f"branch_timeout must be 0 (no limit) or more seconds, got {branch_timeout:g}"
-        )
-    check_choice("on_branch_error", on_branch_error, BRANCH_ERROR_MODES)
     texts = {**PROMPTS, **(prompts or {})}
 
     async def dispatch(state: PerspectivesState) -> list[Send]:

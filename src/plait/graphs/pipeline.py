@@ -15,9 +15,11 @@ from typing import Annotated
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from pydantic import Field
 
 from plait.errors import GraphSetupError, PlaitError
-from plait.graphs.checks import NODE_NAME, check_at_least, check_unique
+from plait.graphs.checks import NODE_NAME, check_unique
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -72,20 +74,25 @@ def load_spec(path: str) -> list[Stage]:
         ) from None
 
 
-def create_pipeline_graph(
+@validated
+def create_pipeline_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    stages: Sequence[str | Stage] = ("extract", "transform", "format"),
-    spec: str = "",
-    attempts: int = 2,
+    stages: Annotated[Sequence[str | Stage], Field(description="stage roles, in order")] = (
+        "extract",
+        "transform",
+        "format",
+    ),
+    spec: Annotated[
+        str, Field(description="a JSON file of stages: name, instructions, require, fallback")
+    ] = "",
+    attempts: Annotated[int, Field(ge=1, description="calls per stage before its fallback")] = 2,
     validators: Mapping[str, Validator] | None = None,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build a sequential pipeline.
+    """Stages run in order, each on the previous stage's output (extract, transform,
+    format).
 
     Args:
-        stages: Stage roles (or ``Stage`` objects), in order.
-        spec: A JSON stage file; when given it replaces ``stages``.
-        attempts: Calls per stage (the first plus re-asks with the problem) before the fallback.
         validators: Per-stage checks, keyed by stage name, each returning the problem or None;
             a stage with none must be non-empty (and match its ``require`` regex, if any).
         prompts: Role instructions to override, keyed by role.
@@ -113,7 +120,6 @@ def create_pipeline_graph(
 def _check(stages: list[Stage], attempts: int) -> None:
     if not stages:
         raise GraphSetupError("a pipeline needs at least one stage")
-    check_at_least("attempts", attempts, 1)
     names = [s.name for s in stages]
     reserved = set(PipelineState.__annotations__) | set(CommonState.__annotations__)
     for name in names:

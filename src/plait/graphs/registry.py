@@ -1,16 +1,20 @@
-"""CLI names of the prebuilt graphs, their summaries and the options ``--set`` accepts.
+"""CLI names of the prebuilt graphs (name -> ``module:attr``) and the run options.
 
-Plain data: listing graphs imports no graph module, so ``plait graphs`` starts fast. A new
-pattern is one module in this package plus one entry here.
+A graph's summary, options, types, defaults and help all come from its factory (docstring and
+typed signature; see ``plait.graphs.options``). Listing the graphs reads the docstrings with
+``ast`` and imports no graph module, so ``plait graphs`` starts fast. A new pattern is one
+module in this package plus one entry here.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
-import json
-import math
+import importlib.util
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from plait.errors import GraphSetupError, ModelSpecError, OptionError
@@ -18,82 +22,57 @@ from plait.errors import GraphSetupError, ModelSpecError, OptionError
 
 @dataclass(frozen=True)
 class Option:
-    """One ``--set key=value`` option: its type, default and meaning."""
+    """One run option as ``--set``, ``plait.toml`` and ``plait graphs show`` see it, derived
+    from its field in ``plait.graphs.options.RunOptions`` (the declaration).
+    """
 
     name: str
     type: str  # "int", "float", "bool", "str", "list" (comma-separated) or "json"
     default: Any
     help: str
-    choices: tuple[str, ...] = ()
     minimum: float | None = None
 
     def parse(self, raw: str) -> Any:
-        """Convert the command-line text to this option's type.
+        """Convert the command-line text to this option's type, checked by ``RunOptions``.
 
         Raises:
-            OptionError: the value does not fit the type, range or choices.
+            OptionError: the value does not fit the type or range.
         """
-        try:
-            value = _PARSERS[self.type](raw)
-        except (ValueError, json.JSONDecodeError):
-            raise OptionError(
-                f"option {self.name!r} takes {self.type_label()}, got {raw!r}"
-            ) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise OptionError(f"option {self.name!r} takes a finite number, got {raw!r}")
-        if self.choices and value not in self.choices:
-            raise OptionError(
-                f"option {self.name!r} must be one of {', '.join(self.choices)}; got {raw!r}"
-            )
-        if self.minimum is not None and value < self.minimum:
-            raise OptionError(
-                f"option {self.name!r} must be at least {self.minimum:g}; got {raw!r}"
-            )
-        return value
+        from plait.graphs.options import parse_run_option
+
+        return parse_run_option(self.name, raw)
 
     def type_label(self) -> str:
-        if self.choices:
-            return "one of " + "|".join(self.choices)
-        return {
-            "list": "a comma-separated list",
-            "json": "JSON",
-            "bool": "true or false",
-            "str": "text",
-        }.get(self.type, f"an {self.type}" if self.type == "int" else f"a {self.type}")
+        from plait.graphs.options import RunOptions, type_label
+
+        return type_label(RunOptions.model_fields[self.name].annotation)
 
 
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(raw)
+@functools.cache
+def _run_options() -> tuple[Option, ...]:
+    # Built on first use: pydantic is not imported to list the graphs.
+    from plait.graphs.options import RunOptions, _kind, bounds
+
+    options = []
+    for name, field in RunOptions.model_fields.items():
+        limits = bounds(field)
+        options.append(
+            Option(
+                name,
+                _kind(field.annotation),
+                field.get_default(call_default_factory=True),
+                field.description or "",
+                minimum=limits.get("ge", limits.get("gt")),
+            )
+        )
+    return tuple(options)
 
 
-def _list(raw: str) -> list[str]:
-    items = [part.strip() for part in raw.split(",") if part.strip()]
-    if not items:
-        raise ValueError(raw)
-    return items
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "float": float,
-    "bool": _bool,
-    "str": str,
-    "list": _list,
-    "json": json.loads,
-}
-
-# Options every graph accepts; the runner applies them, not the factory.
-RUN_OPTIONS = (
-    Option("max_concurrency", "int", 256, "most branches running at once", minimum=1),
-    Option("timeout", "float", 120.0, "seconds one model call may take", minimum=0.001),
-    Option("role_timeouts", "list", [], "per-role call timeouts, e.g. planner=30,coder=300"),
-    Option("retries", "int", 2, "retries of a failed model call (429, 5xx, timeout)", minimum=0),
-)
+def __getattr__(name: str) -> Any:
+    # RUN_OPTIONS: the options every graph accepts; the runner applies them, not the factory.
+    if name == "RUN_OPTIONS":
+        return _run_options()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_run_options(pairs: Iterable[str]) -> dict[str, Any]:
@@ -102,7 +81,7 @@ def parse_run_options(pairs: Iterable[str]) -> dict[str, Any]:
     Raises:
         OptionError: malformed pair, a key that is not a run option, or a bad value.
     """
-    known = {option.name: option for option in RUN_OPTIONS}
+    known = {option.name: option for option in _run_options()}
     parsed: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -117,376 +96,85 @@ def parse_run_options(pairs: Iterable[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class GraphEntry:
-    """A prebuilt graph: CLI name, one-line summary, factory path and its options."""
+    """A prebuilt graph: its CLI name and its factory; the factory declares everything else."""
 
     name: str
-    summary: str
     factory: str  # "module:function"
-    options: tuple[Option, ...] = field(default_factory=tuple)
     reads_input: bool = False  # whether the graph uses `plait run --input FILE`
+
+    @property
+    def summary(self) -> str:
+        """The first paragraph of the factory's docstring, read without importing it."""
+        return _summary(self.factory)
 
     def load_factory(self) -> Callable[..., Any]:
         module, _, attr = self.factory.partition(":")
         return getattr(importlib.import_module(module), attr)
 
-    def all_options(self) -> tuple[Option, ...]:
-        return self.options + RUN_OPTIONS
+    def option_rows(self) -> list[dict[str, Any]]:
+        """The graph's options then the run options: name, type, default, help, limits."""
+        from plait.graphs.options import option_rows
+
+        return option_rows(self.load_factory()) + run_option_rows()
 
     def parse_options(self, pairs: Iterable[str]) -> dict[str, Any]:
-        """Parse ``key=value`` pairs into typed values (only the keys given).
+        """Parse ``key=value`` pairs into typed values (only the keys given), read and checked
+        by the factory's signature.
 
         Raises:
             OptionError: malformed pair, unknown key, or bad value; the message lists the
                 valid keys and their types.
         """
-        known = {opt.name: opt for opt in self.all_options()}
-        parsed: dict[str, Any] = {}
-        for pair in pairs:
-            key, sep, raw = pair.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise OptionError(f"--set takes key=value, got {pair!r}")
-            if key not in known:
-                valid = ", ".join(f"{o.name} ({o.type_label()})" for o in known.values())
-                raise OptionError(f"graph {self.name!r} has no option {key!r}; valid: {valid}")
-            parsed[key] = known[key].parse(raw)
-        return parsed
+        from plait.graphs.options import parse_pairs
+
+        return parse_pairs(
+            self.load_factory(), pairs, label=f"graph {self.name!r}", run_options=_run_options()
+        )
 
 
-# Options more than one graph takes, defined once so their text cannot drift apart.
-_PLAN_OPTIONS = (
-    Option("min_subtasks", "int", 3, "fewest subtasks the plan may have", minimum=1),
-    Option("max_subtasks", "int", 7, "most subtasks the plan may have", minimum=1),
-    Option(
-        "roster",
-        "list",
-        ["researcher", "analyst", "coder", "writer", "reviewer", "qa_tester"],
-        "worker roles the planner may assign",
-    ),
-)
-_ON_ERROR = Option(
-    "on_branch_error",
-    "str",
-    "fail",
-    "a failed branch stops the run (fail) or is recorded and shown to the synthesizer (continue)",
-    choices=("fail", "continue"),
-)
+def run_option_rows() -> list[dict[str, Any]]:
+    """The run options as ``plait graphs show`` lists them."""
+    rows = []
+    for o in _run_options():
+        row = {"name": o.name, "type": o.type_label(), "default": o.default, "help": o.help}
+        if o.minimum is not None:
+            row["ge"] = o.minimum
+        rows.append(row)
+    return rows
+
+
+@functools.cache
+def _summary(factory: str) -> str:
+    # ast, not import: listing the graphs must not import every pattern and LangGraph.
+    module, _, attr = factory.partition(":")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return ""
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == attr:
+            doc = ast.get_docstring(node) or ""
+            return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
+    return ""
+
 
 GRAPHS: dict[str, GraphEntry] = {
     entry.name: entry
     for entry in (
+        GraphEntry("review", "plait.graphs.review:create_review_graph"),
+        GraphEntry("orchestrator", "plait.graphs.orchestrator:create_orchestrator_graph"),
+        GraphEntry("pipeline", "plait.graphs.pipeline:create_pipeline_graph"),
+        GraphEntry("blackboard", "plait.graphs.blackboard:create_blackboard_graph"),
+        GraphEntry("auction", "plait.graphs.auction:create_auction_graph"),
+        GraphEntry("supervisor", "plait.graphs.supervisor:create_supervisor_graph"),
+        GraphEntry("router", "plait.graphs.router:create_router_graph"),
+        GraphEntry("swarm", "plait.graphs.swarm:create_swarm_graph"),
+        GraphEntry("debate", "plait.graphs.debate:create_debate_graph"),
+        GraphEntry("perspectives", "plait.graphs.perspectives:create_perspectives_graph"),
+        GraphEntry("consensus", "plait.graphs.consensus:create_consensus_graph"),
+        GraphEntry("dag", "plait.graphs.dag:create_dag_graph"),
         GraphEntry(
-            "review",
-            "research, outline and write, then review and revise until approved",
-            "plait.graphs.review:create_review_graph",
-            (
-                Option("max_iterations", "int", 3, "most review rounds", minimum=1),
-                Option("human_review", "bool", False, "a person gives the verdict at each review"),
-            ),
-        ),
-        GraphEntry(
-            "orchestrator",
-            "a planner splits the task, workers run the subtasks in parallel, a synthesizer joins them",
-            "plait.graphs.orchestrator:create_orchestrator_graph",
-            (*_PLAN_OPTIONS, _ON_ERROR),
-        ),
-        GraphEntry(
-            "pipeline",
-            "stages run in order, each on the previous stage's output (extract, transform, format)",
-            "plait.graphs.pipeline:create_pipeline_graph",
-            (
-                Option(
-                    "stages", "list", ["extract", "transform", "format"], "stage roles, in order"
-                ),
-                Option(
-                    "spec",
-                    "str",
-                    "",
-                    "a JSON file of stages: name, instructions, require, fallback",
-                ),
-                Option("attempts", "int", 2, "calls per stage before its fallback", minimum=1),
-            ),
-        ),
-        GraphEntry(
-            "blackboard",
-            "knowledge sources write entries on a shared board, in parallel rounds, until the goal entry is there",
-            "plait.graphs.blackboard:create_blackboard_graph",
-            (
-                Option(
-                    "sources",
-                    "json",
-                    [
-                        {"name": "researcher", "needs": [], "writes": "facts"},
-                        {"name": "analyst", "needs": ["facts"], "writes": "analysis"},
-                        {"name": "critic", "needs": ["facts"], "writes": "risks"},
-                        {
-                            "name": "solver",
-                            "needs": ["facts", "analysis", "risks"],
-                            "writes": "solution",
-                        },
-                    ],
-                    "JSON list of sources: name, needs, writes, optional instructions and priority",
-                ),
-                Option("goal", "str", "solution", "the board entry that ends the run"),
-                Option(
-                    "max_rounds",
-                    "int",
-                    5,
-                    "most rounds before stopping without the goal",
-                    minimum=1,
-                ),
-                Option(
-                    "conflict_policy",
-                    "str",
-                    "priority",
-                    "two writes to one entry in a round: higher priority wins, a merger combines them, or the controller picks",
-                    choices=("priority", "merge", "escalate"),
-                ),
-            ),
-        ),
-        GraphEntry(
-            "auction",
-            "bidders bid for the task (or each subtask); the lowest cost per capability wins and does it",
-            "plait.graphs.auction:create_auction_graph",
-            (
-                Option(
-                    "bidders",
-                    "list",
-                    ["researcher", "analyst", "writer"],
-                    "agents that bid for the work",
-                ),
-                Option("decompose", "bool", False, "split the task into subtasks and auction each"),
-                Option("min_subtasks", "int", 2, "fewest subtasks a split may have", minimum=1),
-                Option("max_subtasks", "int", 5, "most subtasks a split may have", minimum=1),
-                Option(
-                    "fallback",
-                    "str",
-                    "",
-                    "agent that takes work nobody bid validly for (empty: none)",
-                ),
-            ),
-        ),
-        GraphEntry(
-            "supervisor",
-            "a supervisor plans, routes each step to a specialist, checks the result, then a synthesizer answers",
-            "plait.graphs.supervisor:create_supervisor_graph",
-            (
-                Option(
-                    "specialists",
-                    "list",
-                    ["research", "code", "review", "test"],
-                    "the specialists the supervisor routes to",
-                ),
-                Option(
-                    "max_steps",
-                    "int",
-                    10,
-                    "most specialist steps before synthesizing what is done",
-                    minimum=1,
-                ),
-            ),
-        ),
-        GraphEntry(
-            "router",
-            "a classifier picks a route with a confidence; that route's specialist answers",
-            "plait.graphs.router:create_router_graph",
-            (
-                Option(
-                    "routes",
-                    "list",
-                    ["data_query", "document_search", "code", "general"],
-                    "route names, one specialist each",
-                ),
-                Option(
-                    "min_confidence",
-                    "float",
-                    0.5,
-                    "below this confidence (0 to 1) the fallback route answers",
-                    minimum=0,
-                ),
-                Option(
-                    "fallback",
-                    "str",
-                    "general",
-                    "the route for an unknown label or a low confidence; one of routes",
-                ),
-            ),
-        ),
-        GraphEntry(
-            "swarm",
-            "peer agents answer, hand the task off with a summary, or ask each other for help",
-            "plait.graphs.swarm:create_swarm_graph",
-            (
-                Option("agents", "list", ["triage", "researcher", "writer"], "the peer agents"),
-                Option(
-                    "start",
-                    "str",
-                    "",
-                    "the agent that gets the task first (empty: the first agent)",
-                ),
-                Option(
-                    "max_handoffs",
-                    "int",
-                    6,
-                    "most handoffs before the active agent must answer",
-                    minimum=0,
-                ),
-                Option(
-                    "capacity",
-                    "int",
-                    1,
-                    "help requests each agent serves at once; more are declined",
-                    minimum=1,
-                ),
-            ),
-        ),
-        GraphEntry(
-            "debate",
-            "debaters argue distinct positions in parallel, rebut each other, and a judge decides",
-            "plait.graphs.debate:create_debate_graph",
-            (
-                Option(
-                    "debaters",
-                    "int",
-                    3,
-                    "number of debaters (one per position when positions are given)",
-                    minimum=2,
-                ),
-                Option(
-                    "rounds",
-                    "int",
-                    1,
-                    "rounds in all: 1 is opening arguments only, each extra one a rebuttal",
-                    minimum=1,
-                ),
-                Option(
-                    "positions",
-                    "list",
-                    [],
-                    "the stance each debater argues (default: built-in distinct stances)",
-                ),
-                Option(
-                    "on_branch_error",
-                    "str",
-                    "continue",
-                    "a failed debater is named to the judge as missing (continue) "
-                    "or stops the run (fail)",
-                    choices=("fail", "continue"),
-                ),
-            ),
-        ),
-        GraphEntry(
-            "perspectives",
-            "technical, business, security and UX experts analyse in parallel; "
-            "a chief architect synthesizes",
-            "plait.graphs.perspectives:create_perspectives_graph",
-            (
-                Option(
-                    "perspectives",
-                    "list",
-                    ["technical", "business", "security", "ux"],
-                    "the perspectives, one expert each",
-                ),
-                Option(
-                    "branch_timeout",
-                    "float",
-                    0.0,
-                    "seconds each expert may take before it is left out (0: no limit)",
-                    minimum=0,
-                ),
-                Option(
-                    "on_branch_error",
-                    "str",
-                    "continue",
-                    "a failed or late expert is named as missing (continue) "
-                    "or stops the run (fail)",
-                    choices=("fail", "continue"),
-                ),
-            ),
-        ),
-        GraphEntry(
-            "consensus",
-            "voters vote in parallel; the tally is re-voted until consensus or the last round",
-            "plait.graphs.consensus:create_consensus_graph",
-            (
-                Option("voters", "int", 3, "number of voters", minimum=2),
-                Option(
-                    "method",
-                    "str",
-                    "majority",
-                    "count votes against the quorum (majority) "
-                    "or weigh them by confidence against the threshold (weighted)",
-                    choices=("majority", "weighted"),
-                ),
-                Option(
-                    "quorum",
-                    "int",
-                    0,
-                    "votes the leader needs under majority (0: more than half the voters)",
-                    minimum=0,
-                ),
-                Option(
-                    "threshold",
-                    "float",
-                    0.6,
-                    "share of the total confidence the leader needs under weighted (0 to 1)",
-                    minimum=0,
-                ),
-                Option(
-                    "rounds",
-                    "int",
-                    2,
-                    "re-vote rounds after the first vote while there is no consensus",
-                    minimum=0,
-                ),
-            ),
-        ),
-        GraphEntry(
-            "dag",
-            "subtasks with dependencies run in waves, each sent only its dependencies' outputs",
-            "plait.graphs.dag:create_dag_graph",
-            (
-                *_PLAN_OPTIONS,
-                Option(
-                    "failure_policy",
-                    "str",
-                    "fail_fast",
-                    "a failed subtask stops the run (fail_fast), or is recorded and its "
-                    "dependants skipped (continue)",
-                    choices=("fail_fast", "continue"),
-                ),
-                Option(
-                    "plan_attempts",
-                    "int",
-                    3,
-                    "planner calls to get a plan without unknown dependencies or cycles",
-                    minimum=1,
-                ),
-            ),
-        ),
-        GraphEntry(
-            "map-reduce",
-            "one mapper per item (lines, JSON array or document chunks), then reduce in levels",
-            "plait.graphs.map_reduce:create_map_reduce_graph",
-            (
-                Option(
-                    "mode",
-                    "str",
-                    "auto",
-                    "how --input becomes items: auto (a JSON array, else lines), lines, json, "
-                    "or document (chunks)",
-                    choices=("auto", "lines", "json", "document"),
-                ),
-                Option("chunk_size", "int", 4000, "most characters in a document chunk", minimum=1),
-                Option(
-                    "reduce_chars",
-                    "int",
-                    12000,
-                    "most characters of outputs per reducer call; more are reduced in levels",
-                    minimum=1,
-                ),
-            ),
-            reads_input=True,
+            "map-reduce", "plait.graphs.map_reduce:create_map_reduce_graph", reads_input=True
         ),
     )
 }

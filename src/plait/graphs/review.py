@@ -7,13 +7,13 @@ in the state says which.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from plait.graphs.checks import check_at_least
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.human import ask_human
@@ -39,20 +39,21 @@ class ReviewState(CommonState, total=False):
     stop_reason: str
 
 
+@validated
 def create_review_graph(
     *,
-    max_iterations: int = 3,
-    human_review: bool = False,
+    max_iterations: Annotated[int, Field(ge=1, description="most review rounds")] = 3,
+    human_review: Annotated[
+        bool, Field(description="a person gives the verdict at each review")
+    ] = False,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the research/write/review/revise graph.
+    """Research, outline and write, then review and revise until approved.
 
-    Args:
-        max_iterations: Most reviews before the draft is taken as it is (at least 1).
-        human_review: A person gives the verdict instead of the reviewer agent: the run
-            pauses at each review (``plait resume ID --approve`` or ``--reject --feedback``).
-        prompts: Role instructions to override, keyed by role (researcher, outliner, writer,
-            reviewer, reviser).
+    After ``max_iterations`` reviews the draft is taken as it is. With ``human_review`` the
+    run pauses at each review (``plait resume ID --approve`` or ``--reject --feedback``).
+    ``prompts`` overrides role instructions, keyed by role (researcher, outliner, writer,
+    reviewer, reviser).
 
     Returns:
         The uncompiled builder.
@@ -60,7 +61,6 @@ def create_review_graph(
     Example:
         ``app = create_review_graph(max_iterations=2).compile(checkpointer=saver)``
     """
-    check_at_least("max_iterations", max_iterations, 1)
 
     async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask(

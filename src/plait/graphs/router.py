@@ -12,6 +12,7 @@ is classifier -> data_query.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Annotated
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field, create_model
 
 from plait.errors import GraphSetupError
 from plait.graphs.checks import check_node_names
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -63,19 +65,24 @@ def route_schema(routes: Sequence[str]) -> type[BaseModel]:
     )
 
 
-def create_router_graph(
+@validated
+def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    routes: Sequence[str] = DEFAULT_ROUTES,
-    min_confidence: float = 0.5,
-    fallback: str = "general",
+    routes: Annotated[
+        Sequence[str], Field(description="route names, one specialist each")
+    ] = DEFAULT_ROUTES,
+    min_confidence: Annotated[
+        float,
+        Field(ge=0, le=1, description="below this confidence (0 to 1) the fallback route answers"),
+    ] = 0.5,
+    fallback: Annotated[
+        str, Field(description="the route for an unknown label or a low confidence; one of routes")
+    ] = "general",
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the router graph: classifier -> the chosen route's specialist.
+    """A classifier picks a route with a confidence; that route's specialist answers.
 
     Args:
-        routes: Route names; each is a specialist node and the role whose model serves it.
-        min_confidence: A classification below this (0 to 1) goes to ``fallback``.
-        fallback: The route taken for an unknown label or a low confidence; one of ``routes``.
         prompts: Role instructions to override, keyed by role (classifier or a route name).
 
     Returns:
@@ -85,8 +92,6 @@ def create_router_graph(
         ``app = create_router_graph(routes=["billing", "tech", "general"]).compile()``
     """
     routes = check_node_names("route", routes, {"classifier", *RouterState.__annotations__})
-    if not 0 <= min_confidence <= 1:
-        raise GraphSetupError(f"min_confidence must be between 0 and 1, got {min_confidence}")
     if fallback not in routes:
         raise GraphSetupError(
             f"fallback {fallback!r} is not a route; choose one of {', '.join(routes)}"

@@ -24,7 +24,8 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from plait.graphs.checks import check_at_least, check_node_names
+from plait.graphs.checks import check_node_names
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -103,18 +104,21 @@ def decision_schemas(specialists: Sequence[str]) -> tuple[type[BaseModel], type[
     return plan, decision
 
 
-def create_supervisor_graph(
+@validated
+def create_supervisor_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    specialists: Sequence[str] = DEFAULT_SPECIALISTS,
-    max_steps: int = 10,
+    specialists: Annotated[
+        Sequence[str], Field(description="the specialists the supervisor routes to")
+    ] = DEFAULT_SPECIALISTS,
+    max_steps: Annotated[
+        int, Field(ge=1, description="most specialist steps before synthesizing what is done")
+    ] = 10,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the supervisor graph: supervisor <-> specialists, then synthesizer.
+    """A supervisor plans, routes each step to a specialist, checks the result, then a
+    synthesizer answers.
 
     Args:
-        specialists: The roster; each is a node and the role whose model serves it.
-        max_steps: Most specialist steps; when reached the synthesizer answers from the steps
-            done and is told the work was cut short.
         prompts: Role instructions to override, keyed by role (supervisor, synthesizer or a
             specialist).
 
@@ -129,7 +133,6 @@ def create_supervisor_graph(
         specialists,
         {"supervisor", "synthesizer", FINISH, *SupervisorState.__annotations__},
     )
-    check_at_least("max_steps", max_steps, 1)
     merged = {**PROMPTS, **(prompts or {})}
     plan_schema, decision_schema = decision_schemas(specialists)
     roster = f"Specialists: {', '.join(specialists)}. At most {max_steps} steps in all."

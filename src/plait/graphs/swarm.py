@@ -28,7 +28,8 @@ from pydantic import BaseModel, Field, create_model, model_validator
 from typing_extensions import TypedDict
 
 from plait.errors import GraphSetupError
-from plait.graphs.checks import check_at_least, check_node_names
+from plait.graphs.checks import check_node_names
+from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.prompts import role_prompt
@@ -127,21 +128,24 @@ def move_schema(peers: tuple[str, ...], actions: tuple[str, ...]) -> type[BaseMo
     return create_model("Move", __base__=_MoveRules, **fields)
 
 
-def create_swarm_graph(
+@validated
+def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    agents: Sequence[str] = DEFAULT_AGENTS,
-    start: str = "",
-    max_handoffs: int = 6,
-    capacity: int = 1,
+    agents: Annotated[Sequence[str], Field(description="the peer agents")] = DEFAULT_AGENTS,
+    start: Annotated[
+        str, Field(description="the agent that gets the task first (empty: the first agent)")
+    ] = "",
+    max_handoffs: Annotated[
+        int, Field(ge=0, description="most handoffs before the active agent must answer")
+    ] = 6,
+    capacity: Annotated[
+        int, Field(ge=1, description="help requests each agent serves at once; more are declined")
+    ] = 1,
     prompts: Mapping[str, str] | None = None,
 ) -> StateGraph:
-    """Build the swarm graph: one node per agent, a ``help`` node for requests between peers.
+    """Peer agents answer, hand the task off with a summary, or ask each other for help.
 
     Args:
-        agents: The peers; each is a node and the role whose model serves it.
-        start: The agent that gets the task first (default: the first agent).
-        max_handoffs: Most handoffs; after that the active agent must answer.
-        capacity: Help requests each agent serves at once; more are declined.
         prompts: Role instructions to override, keyed by agent.
 
     Returns:
@@ -154,8 +158,6 @@ def create_swarm_graph(
     start = start or agents[0]
     if start not in agents:
         raise GraphSetupError(f"start {start!r} is not an agent; choose one of {', '.join(agents)}")
-    check_at_least("max_handoffs", max_handoffs, 0)
-    check_at_least("capacity", capacity, 1)
     merged = {**PROMPTS, **(prompts or {})}
 
     def agent(name: str):

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from plait.models.resilience import Budget, CallPolicy, CircuitBreaker
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
+    from langchain_core.language_models import BaseChatModel, LanguageModelInput
+    from langchain_core.runnables import Runnable
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,12 @@ class PlaitContext:
     _keys: dict[int, str] = field(default_factory=dict, repr=False)
     # Models set up for one structured method and schema, kept for the run: building one
     # converts the schema to a tool or response format, which costs more than plait's call.
-    bound: dict[tuple[int, str, type], Any] = field(default_factory=dict, repr=False)
+    bound: dict[tuple[int, str, type[BaseModel]], Runnable[LanguageModelInput, Any]] = field(
+        default_factory=dict, repr=False
+    )
     retried: set[str] = field(default_factory=set, repr=False)  # fan-outs re-sent this run
     _in_flight: int = field(default=0, repr=False)
-    _settled: Any = field(default=None, repr=False)
+    _settled: asyncio.Event | None = field(default=None, repr=False)
 
     def model_for_role(self, role: str) -> BaseChatModel:
         """The chat model that serves ``role``."""

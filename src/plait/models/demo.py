@@ -38,8 +38,12 @@ def counted_result(messages: list[BaseMessage], text: str, model_name: str) -> C
     The fake models share it so that they count alike: ``tokens`` of the prompt (every
     message's content, a line each) in, ``tokens`` of ``text`` out.
     """
+    return ChatResult(generations=[ChatGeneration(message=_counted(messages, text, model_name))])
+
+
+def _counted(messages: list[BaseMessage], text: str, model_name: str) -> AIMessage:
     prompt = "\n".join(str(m.content) for m in messages)
-    message = AIMessage(
+    return AIMessage(
         content=text,
         usage_metadata={
             "input_tokens": tokens(prompt),
@@ -48,7 +52,6 @@ def counted_result(messages: list[BaseMessage], text: str, model_name: str) -> C
         },
         response_metadata={"model_name": model_name},
     )
-    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 class DemoChatModel(BaseChatModel):
@@ -97,13 +100,12 @@ class DemoChatModel(BaseChatModel):
             function = tools[0]["function"]
             schema = function.get("parameters", {})
             args = _Filler(role, prompt).fill(schema, schema.get("$defs", {}))
-            result = counted_result(messages, json.dumps(args), "demo")
-            message = result.generations[0].message
+            message = _counted(messages, json.dumps(args), "demo")
             call = {"name": function["name"], "args": args, "id": "demo-call", "type": "tool_call"}
             reply = AIMessage(
                 content="",
                 tool_calls=[call],
-                usage_metadata=message.usage_metadata,  # type: ignore[attr-defined]
+                usage_metadata=message.usage_metadata,
                 response_metadata=message.response_metadata,
             )
             return ChatResult(generations=[ChatGeneration(message=reply)])
@@ -171,5 +173,6 @@ def _number(schema: dict[str, Any], name: str, *, integer: bool) -> float | int:
         elif low is not None:
             value = low + 1
         else:
+            assert high is not None  # the value is out of bounds on one side at least
             value = high - 1
     return math.ceil(value) if integer else value

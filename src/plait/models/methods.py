@@ -17,9 +17,9 @@ import json
 import re
 import typing
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable, RunnableSequence
 from pydantic import BaseModel
@@ -45,7 +45,7 @@ def check_method(method: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def offered(model_class: type) -> tuple[str, ...]:
+def offered(model_class: type[BaseChatModel]) -> tuple[str, ...]:
     """The methods a chat model class offers, strongest first, always ending with ``prompt``."""
     try:
         params = inspect.signature(model_class.with_structured_output).parameters
@@ -60,7 +60,7 @@ def offered(model_class: type) -> tuple[str, ...]:
     return ("prompt",)
 
 
-def _literal_names(model_class: type, annotation: Any) -> set[str]:
+def _literal_names(model_class: type[BaseChatModel], annotation: Any) -> set[str]:
     # Integrations use `from __future__ import annotations`, so the Literal may be a string.
     if isinstance(annotation, str):
         return set(re.findall(r"['\"](\w+)['\"]", annotation))
@@ -157,7 +157,9 @@ def _drop_nulls(data: Any, node: dict[str, Any], defs: dict[str, Any]) -> Any:
     return data
 
 
-def bind(model: BaseChatModel, method: str, schema: type[BaseModel]) -> Runnable:
+def bind(
+    model: BaseChatModel, method: str, schema: type[BaseModel]
+) -> Runnable[LanguageModelInput, Any]:
     """``model`` set up to ask for ``schema`` by ``method``; it returns the model's message.
 
     The integration's ``with_structured_output`` does the setting up (tools, response format,
@@ -182,9 +184,10 @@ def bind(model: BaseChatModel, method: str, schema: type[BaseModel]) -> Runnable
 
 def raw_reply(output: Any) -> AIMessage:
     """The model's own message, from a bound model's output (``include_raw``) or a plain one."""
+    # Unchecked: what a bound model returns is typed Any by LangChain.
     if isinstance(output, dict) and "raw" in output:
-        return output["raw"]
-    return output
+        return cast(AIMessage, output["raw"])
+    return cast(AIMessage, output)
 
 
 def payload(reply: AIMessage) -> Any:

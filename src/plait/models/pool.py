@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ class ModelPool(BaseChatModel):
 
     strategy: str = "round_robin"
     _members: list[PoolMember] = PrivateAttr(default_factory=list)
-    _turn: Any = PrivateAttr(default=None)
+    _turn: Iterator[int] = PrivateAttr()  # set in __init__
 
     def __init__(self, *, members: Sequence[PoolMember], strategy: str = "round_robin") -> None:
         super().__init__(strategy=strategy)

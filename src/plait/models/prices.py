@@ -23,9 +23,14 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from plait.errors import UsageError
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from genai_prices.types import TieredPrices
 
 Price = tuple[float, float]
 
@@ -153,17 +158,15 @@ def _genai_price(model_name: str, provider: str | None) -> Price | None:
     # plait counts only input and output tokens, so it uses the basic per-million input and
     # output prices: no cached-token or audio prices, and of tiered prices (e.g. dearer above
     # 200k input tokens) only the base tier.
-    tiered = genai_prices.types.TieredPrices
-    per_in, per_out = (
-        _base(found.model_price.input_mtok, tiered),
-        _base(found.model_price.output_mtok, tiered),
-    )
+    per_in, per_out = _base(found.model_price.input_mtok), _base(found.model_price.output_mtok)
     if per_in is None and per_out is None:
         return None  # priced, but not per token (images, audio seconds, requests)
     return (per_in or 0.0, per_out or 0.0)
 
 
-def _base(price: Any, tiered: type) -> float | None:
+def _base(price: Decimal | TieredPrices | None) -> float | None:
+    from genai_prices.types import TieredPrices  # loaded already: only _genai_price calls this
+
     if price is None:
         return None
-    return float(price.base if isinstance(price, tiered) else price)
+    return float(price.base if isinstance(price, TieredPrices) else price)

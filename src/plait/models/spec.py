@@ -189,7 +189,9 @@ def _load(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(f"cannot use model '{provider}:{name}': {first}") from None
     if "max_retries" in type(model).model_fields:
-        model.max_retries = MAX_RETRIES  # before its SDK client is made from it
+        # Before its SDK client is made from it. The field is the integration's, checked just
+        # above; BaseChatModel does not declare it.
+        model.max_retries = MAX_RETRIES  # type: ignore[attr-defined]
     if provider == "anthropic":
         _own_async_pool(model)
     return model

@@ -39,7 +39,8 @@ class Reply(Generic[T]):
 
 def run_context(runtime: Runtime[PlaitContext] | None) -> PlaitContext:
     """The run's context; a default one (the default model) when the graph got none."""
-    context = runtime.context if runtime is not None and runtime.context else None
+    # Runtime.context is typed as always set, but is None when the graph got no context.
+    context = runtime.context if runtime is not None and runtime.context is not None else None
     if context is None:
         from plait.models.spec import default_model_spec
 

@@ -16,10 +16,12 @@ import json
 import time
 import warnings
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from plait.errors import ModelCallError, PlaitError
@@ -188,13 +190,16 @@ async def _structured(
     return methods.raw_reply(await _send(context, client, messages, role, timeout))
 
 
+_Reply = TypeVar("_Reply")
+
+
 async def _send(
     context: PlaitContext,
-    client: Any,
+    client: Runnable[LanguageModelInput, _Reply],
     messages: list[BaseMessage],
     role: str,
     timeout: float | None,
-) -> Any:
+) -> _Reply:
     context.call_started()  # first: a branch about to fail the run waits for this one
     try:
         if context.on_call is not None:
@@ -275,7 +280,7 @@ async def _check_budget(context: PlaitContext) -> None:
 
 
 def _usage(context: PlaitContext, model: Any, reply: AIMessage, started: float) -> AgentUsage:
-    meta = reply.usage_metadata or {}
+    meta: UsageMetadata | dict[str, int] = reply.usage_metadata or {}
     name = (reply.response_metadata or {}).get("model_name") or getattr(model, "model_name", None)
     name = name or type(model).__name__
     tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)

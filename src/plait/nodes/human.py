@@ -35,4 +35,6 @@ def ask_human(question: str, **details: Any) -> dict[str, Any]:
     Example:
         ``reply = ask_human("Which region should the service run in?")["answer"]``
     """
-    return interrupt({"question": question, **details})
+    # What the run is resumed with: the runner sends a Decision's value().
+    decision: dict[str, Any] = interrupt({"question": question, **details})
+    return decision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal, TypeVar
 
 from typing_extensions import TypedDict
 
@@ -21,16 +22,25 @@ class AgentUsage(TypedDict, total=False):
     branches: dict[str, dict[str, float]]
 
 
-_NUMBERS = ("calls", "input_tokens", "output_tokens", "seconds", "cost")
+_Number = Literal["calls", "input_tokens", "output_tokens", "seconds", "cost"]
+_NUMBERS: tuple[_Number, ...] = ("calls", "input_tokens", "output_tokens", "seconds", "cost")
+
+_N = TypeVar("_N", int, float)
 
 
-def _sum(left: Mapping[str, float], right: Mapping[str, float]) -> dict[str, float]:
+def _sum(left: Mapping[str, _N], right: Mapping[str, _N]) -> dict[str, _N]:
     return {k: left.get(k, 0) + right.get(k, 0) for k in {*left, *right}}
 
 
 def _add_one(left: AgentUsage, right: AgentUsage) -> AgentUsage:
-    merged: AgentUsage = {k: left.get(k, 0) + right.get(k, 0) for k in _NUMBERS}  # type: ignore[misc]
-    merged["models"] = _sum(left.get("models", {}), right.get("models", {}))  # type: ignore[typeddict-item]
+    merged: AgentUsage = {
+        "calls": left.get("calls", 0) + right.get("calls", 0),
+        "input_tokens": left.get("input_tokens", 0) + right.get("input_tokens", 0),
+        "output_tokens": left.get("output_tokens", 0) + right.get("output_tokens", 0),
+        "seconds": left.get("seconds", 0) + right.get("seconds", 0),
+        "cost": left.get("cost", 0) + right.get("cost", 0),
+    }
+    merged["models"] = _sum(left.get("models", {}), right.get("models", {}))
     branches = dict(left.get("branches", {}))
     for key, numbers in right.get("branches", {}).items():
         branches[key] = _sum(branches.get(key, {}), numbers)

@@ -538,7 +538,9 @@ def _not_strict(schema: Mapping[str, Any], path: tuple[Any, ...] = ()) -> str | 
                 context + "'required' is required to be supplied and to be an array including "
                 f"every key in properties. Missing '{missing[0]}'."
             )
-    children = [(("properties", key), sub) for key, sub in properties.items()]
+    children: list[tuple[tuple[Any, ...], Any]] = [
+        (("properties", key), sub) for key, sub in properties.items()
+    ]
     children += [(("anyOf", i), sub) for i, sub in enumerate(schema.get("anyOf") or [])]
     for defs in ("$defs", "definitions"):
         children += [((defs, key), sub) for key, sub in (schema.get(defs) or {}).items()]
