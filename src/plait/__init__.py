@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # what __getattr__ loads, for type checkers; `X as X` marks a
     from plait.nodes.agent import ask as ask
     from plait.nodes.agent import ask_for as ask_for
     from plait.nodes.agent import user_prompt as user_prompt
+    from plait.nodes.kit import node as node
+    from plait.nodes.kit import record_failure as record_failure
+    from plait.nodes.kit import say as say
     from plait.runner import Outcome as Outcome
     from plait.runner import RunFailed as RunFailed
     from plait.runner import resume as resume
@@ -37,6 +40,9 @@ _EXPORTS = {
     "ask": "plait.nodes.agent",
     "ask_for": "plait.nodes.agent",
     "user_prompt": "plait.nodes.agent",
+    "node": "plait.nodes.kit",
+    "record_failure": "plait.nodes.kit",
+    "say": "plait.nodes.kit",
     "Outcome": "plait.runner",
     "RunFailed": "plait.runner",
     "RunSettings": "plait.settings",

@@ -20,10 +20,10 @@ from plait.graphs.checks import check_subtask_range
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.branch import branch_update, unique_ids
+from plait.nodes.branch import unique_ids
+from plait.nodes.kit import node, record_failure, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 DEFAULT_ROSTER = ("researcher", "analyst", "coder", "writer", "reviewer", "qa_tester")
 
@@ -111,6 +111,7 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
         f"Roster (valid roles): {', '.join(roster)}."
     )
 
+    @node
     async def planner(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask_for(
             runtime,
@@ -120,32 +121,31 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
             schema,
         )
         subtasks = _unique_ids([s.model_dump() for s in reply.value.subtasks])
-        return {
-            "subtasks": subtasks,
-            "usage": reply.usage,
-            "log": [
-                envelope("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
-                for s in subtasks
-            ],
-        }
+        for s in subtasks:
+            say("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
+        return {"subtasks": subtasks}
 
     async def dispatch(state: OrchestratorState) -> list[Send]:
         return [
             Send("worker", WorkerInput(task=state["task"], subtask=s)) for s in state["subtasks"]
         ]
 
+    @node(
+        branch=lambda payload: payload["subtask"]["id"],
+        on_error=record_failure("synthesizer") if on_branch_error == "continue" else None,
+    )
     async def worker(payload: WorkerInput, runtime: Runtime[PlaitContext]) -> dict:
         sub = payload["subtask"]
-        call = ask(
+        reply = await ask(
             runtime,
             sub["role"],
             role_prompt(sub["role"], prompts),
             user_prompt(payload["task"], your_subtask=sub["description"]),
         )
-        return await branch_update(
-            sub["id"], sub["role"], "synthesizer", call, keep_going=on_branch_error != "fail"
-        )
+        say(sub["role"], "synthesizer", "result", reply.value, correlation_id=sub["id"])
+        return {"outputs": {sub["id"]: reply.value}}
 
+    @node
     async def synthesizer(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
 
@@ -161,11 +161,8 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
             role_prompt("synthesizer", prompts),
             user_prompt(state["task"], worker_results=results),
         )
-        return {
-            "result": reply.value,
-            "usage": reply.usage,
-            "log": [envelope("synthesizer", "user", "result", reply.value)],
-        }
+        say("synthesizer", "user", "result", reply.value)
+        return {"result": reply.value}
 
     builder = StateGraph(OrchestratorState, context_schema=PlaitContext)
     builder.add_node("planner", planner)

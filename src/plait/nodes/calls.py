@@ -30,6 +30,7 @@ from plait.models.context import Endpoint, PlaitContext
 from plait.models.pool import tagged
 from plait.models.prices import cost_of, price_of
 from plait.models.resilience import BudgetExceeded, is_transient, is_unreachable
+from plait.nodes.kit import book
 from plait.nodes.structured import schema_instructions
 from plait.state.usage import AgentUsage, add_usage
 
@@ -93,6 +94,7 @@ async def call_model(
                         spent, {agent: _usage(context, endpoint.model, reply, started)}
                     )
                     if schema is not None or not _empty(reply):
+                        book(spent)
                         return reply, spent
                     # An empty answer is paid for but useless: ask again, then fail clearly.
                     failure = EmptyReply("the model returned an empty reply")
@@ -100,6 +102,7 @@ async def call_model(
                         break
                     delay = 0.0
             await asyncio.sleep(delay)  # outside the endpoint: a waiting retry holds no slot
+    book(spent)  # empty replies were paid for, even though the call failed
     await context.settle()
     where = context.endpoint_key(last) if last is not None else ""
     raise ModelCallError(_describe_failure(failure, role, skipped, where)) from failure

@@ -1,0 +1,128 @@
+"""The node kit: a node's bookkeeping done for it.
+
+A function wrapped with ``@node`` gets a ledger for the length of its run. Every model call it
+makes through ``ask`` or ``ask_for`` files its usage there by itself, and ``say`` files a log
+envelope; the wrapper merges both into the update the node returns. A node therefore returns
+only what it produced (``{"outputs": {...}}``), and one that forgets nothing cannot make a
+budget under-count after a resume, because budgets are rebuilt from the state's usage.
+
+For a fan-out branch, ``@node(branch=key_of)`` files the usage under the branch's key as
+well, and ``on_error=record_failure(receiver)`` turns a failure of the branch into a recorded
+one (its error under the key in ``errors``, the usage it had already spent, a ``failure``
+envelope) so the rest of the fan-out goes on; without it, the failure stops the run and a
+resume re-runs only that branch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from plait.errors import PlaitError
+from plait.state.log import Envelope, envelope
+from plait.state.usage import AgentUsage, add_usage, per_branch
+
+Update = dict[str, Any]
+P = TypeVar("P")
+NodeFn = Callable[[P, Any], Awaitable[Update | None]]
+Failure = Callable[[str, Exception], Update]
+
+
+@dataclass
+class Ledger:
+    """What one run of a node spent and said."""
+
+    branch: str | None = None
+    usage: dict[str, AgentUsage] = field(default_factory=dict)
+    log: list[Envelope] = field(default_factory=list)
+
+    def update(self, produced: Mapping[str, Any]) -> Update:
+        """``produced`` with this ledger's usage and envelopes merged in."""
+        usage = per_branch(self.usage, self.branch) if self.branch else self.usage
+        merged = dict(produced)
+        if usage or "usage" in merged:
+            merged["usage"] = add_usage(usage, merged.get("usage"))
+        if self.log or "log" in merged:
+            merged["log"] = [*self.log, *merged.get("log", [])]
+        return merged
+
+
+_current: ContextVar[Ledger | None] = ContextVar("plait_ledger", default=None)
+
+
+def book(usage: Mapping[str, AgentUsage]) -> None:
+    """File a call's usage in the running node's ledger (no-op outside a ``@node``)."""
+    ledger = _current.get()
+    if ledger is not None:
+        ledger.usage = add_usage(ledger.usage, usage)
+
+
+def say(sender: str, receiver: str, kind: str, content: str, *, correlation_id: str = "") -> None:
+    """File a log envelope from ``sender`` to ``receiver`` in the running node's ledger.
+
+    Raises:
+        RuntimeError: called outside a ``@node``: the envelope would be lost.
+    """
+    ledger = _current.get()
+    if ledger is None:
+        raise RuntimeError("say() files an envelope for a @node; call it inside one")
+    ledger.log.append(envelope(sender, receiver, kind, content, correlation_id=correlation_id))
+
+
+def record_failure(receiver: str, *, sender: str | None = None) -> Failure:
+    """An ``on_error`` policy: record the failed branch and let the run go on.
+
+    The branch's error goes under its key in ``errors``, and a ``failure`` envelope from
+    ``sender`` (default: the branch key) to ``receiver``, correlated by the key.
+    """
+
+    def failed(key: str, exc: Exception) -> Update:
+        return {
+            "errors": {key: str(exc)},
+            "log": [envelope(sender or key, receiver, "failure", str(exc), correlation_id=key)],
+        }
+
+    return failed
+
+
+def node(
+    fn: NodeFn[P] | None = None,
+    *,
+    branch: Callable[[P], str] | None = None,
+    on_error: Failure | None = None,
+) -> Any:
+    """Make ``fn`` a graph node whose usage and log are booked for it.
+
+    Args:
+        fn: ``async def fn(state_or_payload, runtime) -> update``.
+        branch: For a fan-out branch: the key its outputs merge by (a subtask id, an item
+            number), read from its input; usage is filed under it too.
+        on_error: What a failed branch returns instead of raising (``record_failure(...)``);
+            only plait's own errors (a model that failed for good, a reply that never
+            validated) are caught: a budget stop or a cancellation always stops the run.
+
+    Example:
+        ``@node`` then ``async def critic(state, runtime): return {"critique": (await ask(...)).value}``
+    """
+
+    def wrap(inner: NodeFn[P]) -> Callable[[P, Any], Awaitable[Update]]:
+        @functools.wraps(inner)
+        async def run(state: P, runtime: Any = None) -> Update:
+            ledger = Ledger(branch=branch(state) if branch else None)
+            token = _current.set(ledger)
+            try:
+                produced = await inner(state, runtime) or {}
+            except PlaitError as exc:
+                if on_error is None or ledger.branch is None:
+                    raise
+                produced = on_error(ledger.branch, exc)
+            finally:
+                _current.reset(token)
+            return ledger.update(produced)
+
+        return run
+
+    return wrap(fn) if fn is not None else wrap
