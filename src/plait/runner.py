@@ -11,26 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command
 
 from plait.checkpoints.sqlite import database_error, open_database
-from plait.checkpoints.threads import OWNER
+from plait.checkpoints.threads import OWNER, ThreadStatus
 from plait.errors import DatabaseError, ExitCode, PlaitError, ThreadError, UsageError
 from plait.graphs.loader import build_graph, is_reference
 from plait.graphs.registry import GRAPHS, check_roles, get_entry
+from plait.inputs import (
+    MAX_INPUT_BYTES,
+    MAX_TASK_BYTES,
+    check_text,
+    check_thread_id,
+    stable_paths,
+    stable_reference,
+)
 from plait.models.context import PlaitContext
 from plait.models.resilience import BudgetExceeded
 from plait.nodes.human import Decision
 from plait.settings import RunSettings, seed_budget
-from plait.state.usage import AgentUsage, add_usage, total_tokens
+from plait.state.usage import add_usage, total_tokens
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -39,54 +45,15 @@ if TYPE_CHECKING:
 
     from plait.checkpoints.sqlite import Database
     from plait.checkpoints.threads import ThreadRecord
+    from plait.state.usage import AgentUsage
 
 # Every plait loop has its own stopping rule; this only guards authored graphs that loop forever.
 RECURSION_LIMIT = 10_000
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 
-# Every checkpoint of a thread stores its task, and the first ones its input: an unbounded one
-# grows the database by its size times the number of steps. Both limits are bytes of UTF-8.
-MAX_TASK_BYTES = ("PLAIT_MAX_TASK_BYTES", 1_000_000)
-MAX_INPUT_BYTES = ("PLAIT_MAX_INPUT_BYTES", 10_000_000)
-
-
-def byte_limit(which: tuple[str, int]) -> int:
-    """The limit ``MAX_TASK_BYTES`` or ``MAX_INPUT_BYTES`` names: its variable, else its default.
-
-    Raises:
-        UsageError: the variable is not a positive whole number.
-    """
-    name, default = which
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise UsageError(f"{name} must be a positive whole number of bytes, got {raw!r}")
-    return int(raw)
-
-
-def too_large(what: str, size: str, which: tuple[str, int]) -> UsageError:
-    """The error for a task or input over its limit (``size`` as the caller knows it)."""
-    return UsageError(
-        f"{what} is {size} bytes, over the limit of {byte_limit(which):,} ({which[0]}): every "
-        "checkpoint keeps a copy; shorten it or raise the limit"
-    )
-
-
-def check_text(what: str, text: str, which: tuple[str, int]) -> None:
-    """Refuse text that is not valid UTF-8 (lone surrogates: what Python makes of undecodable
-    bytes in argv) or larger than its limit, before anything is stored.
-
-    Raises:
-        UsageError: naming ``what``.
-    """
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise UsageError(f"{what} is not valid UTF-8; give it as UTF-8 text") from None
-    if size > byte_limit(which):
-        raise too_large(what, f"{size:,}", which)
+# What a run streams into the graph: its input, a person's answer, or None to go on.
+GraphInput = dict[str, str] | Command[Any] | None
 
 
 @dataclass
@@ -95,7 +62,7 @@ class Outcome:
 
     thread_id: str
     graph: str
-    status: str
+    status: ThreadStatus
     result: str | None
     usage: dict[str, Any]
     errors: dict[str, str]
@@ -173,16 +140,16 @@ async def run(
             f"graph {graph!r} does not read --input (graphs that do: {takes}); "
             "put what it needs in the task"
         )
-    settings = _stable_paths(settings or RunSettings())
+    settings = stable_paths(settings or RunSettings())
     if context is None:
         settings.check_models()
         context = settings.context()
-    ref = _stable_reference(graph)
+    ref = stable_reference(graph)
     async with open_database(db) as database:
         app = build_graph(
             ref, settings.options, database.saver, approve_before=settings.approve_before
         )
-        thread_id = _check_thread_id(thread_id) if thread_id is not None else uuid.uuid4().hex[:12]
+        thread_id = check_thread_id(thread_id) if thread_id is not None else uuid.uuid4().hex[:12]
         if not await database.threads.create(
             thread_id, ref, task, asdict(settings), owner=OWNER, input=input
         ):
@@ -190,7 +157,8 @@ async def run(
                 f"thread {thread_id!r} already exists; use `plait resume {thread_id}`"
             )
         start = {"task": task} if input is None else {"task": task, "input": input}
-        return await _drive(app, database, thread_id, ref, start, context, settings, on_event)
+        job = _Job(app, database, thread_id, ref, settings, context, on_event)
+        return await _drive(job, start)
 
 
 async def resume(
@@ -224,7 +192,7 @@ async def resume(
             raise ThreadError(
                 f"no thread {thread_id!r} in {database.path}; `plait threads` lists them"
             )
-        if record.status == "done":
+        if record.status == ThreadStatus.DONE:
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
         if record.running_elsewhere():
             raise ThreadError(
@@ -245,7 +213,7 @@ async def resume(
         # A step whose writes were saved but whose checkpoint was not (the disk filled in
         # between) has no `next`, only tasks: it is not finished.
         if snapshot.values and not snapshot.next and not snapshot.tasks:
-            await database.threads.update(thread_id, status="done", owner=None)
+            await database.threads.update(thread_id, status=ThreadStatus.DONE, owner=None)
             raise ThreadError(f"thread {thread_id!r} already finished; nothing to resume")
         start = _resume_input(record, snapshot, decision)
         if not await database.threads.claim(record, OWNER):
@@ -254,26 +222,23 @@ async def resume(
             reason = (
                 f"rejected before {', '.join(snapshot.next)}: {start.feedback or 'no reason given'}"
             )
-            await database.threads.update(thread_id, status="rejected", error=reason, owner=None)
-            return _outcome(thread_id, record.graph, "rejected", snapshot, reason)
+            await database.threads.update(
+                thread_id, status=ThreadStatus.REJECTED, error=reason, owner=None
+            )
+            return _outcome(thread_id, record.graph, ThreadStatus.REJECTED, snapshot, reason)
         await database.threads.update(thread_id, settings=asdict(settings))
-        return await _drive(
-            app,
-            database,
-            thread_id,
-            record.graph,
-            start,
-            context,
-            settings,
-            on_event,
-            usage=snapshot.values.get("usage", {}),
-            calls=record.calls,
-        )
+        job = _Job(app, database, thread_id, record.graph, settings, context, on_event)
+        return await _drive(job, start, usage=snapshot.values.get("usage", {}), calls=record.calls)
 
 
-def _resume_input(record: ThreadRecord, snapshot: StateSnapshot, decision: Decision | None) -> Any:
+def _resume_input(
+    record: ThreadRecord, snapshot: StateSnapshot, decision: Decision | None
+) -> GraphInput | Decision:
     """What to stream into the graph on resume: nothing, a person's answer, or the input."""
-    waiting = bool(snapshot.interrupts) or record.status in ("waiting", "rejected")
+    waiting = bool(snapshot.interrupts) or record.status in (
+        ThreadStatus.WAITING,
+        ThreadStatus.REJECTED,
+    )
     if waiting and decision is None:
         raise UsageError(
             f"thread {record.thread_id!r} is waiting for a person before "
@@ -300,21 +265,32 @@ def _resume_input(record: ThreadRecord, snapshot: StateSnapshot, decision: Decis
     return start if record.input is None else {**start, "input": record.input}
 
 
+@dataclass
+class _Job:
+    """One stretch of a thread's run: the compiled graph, where it records, how it reports."""
+
+    app: Pregel[Any, Any, Any, Any]
+    database: Database
+    thread_id: str
+    graph: str  # the reference stored with the thread
+    settings: RunSettings
+    context: PlaitContext
+    on_event: EventHandler | None
+
+    async def stopped(self, status: ThreadStatus, **fields: Any) -> None:
+        """Record that the run stopped, and that no process runs the thread now."""
+        await self.database.threads.update(self.thread_id, status=status, owner=None, **fields)
+
+
 async def _drive(
-    app: Pregel[Any, Any, Any, Any],
-    database: Database,
-    thread_id: str,
-    ref: str,
-    start: Any,
-    context: PlaitContext,
-    settings: RunSettings,
-    on_event: EventHandler | None,
-    usage: dict[str, AgentUsage] | None = None,
-    calls: int = 0,
+    job: _Job, start: GraphInput, *, usage: dict[str, AgentUsage] | None = None, calls: int = 0
 ) -> Outcome:
+    """Stream ``start`` into the graph to its end or a pause, recording how it stopped."""
+    database, thread_id, settings, context = job.database, job.thread_id, job.settings, job.context
+    on_event = job.on_event
     emit = on_event or (lambda kind, data: None)
     config = _config(thread_id, settings)
-    emit("start", {"thread_id": thread_id, "graph": ref, "resumed": start is None})
+    emit("start", {"thread_id": thread_id, "graph": job.graph, "resumed": start is None})
     usage = usage or {}
     seed_budget(context, usage, calls)
     context.on_call = _call_counter(database, thread_id)
@@ -327,7 +303,7 @@ async def _drive(
     mode: str
     chunk: Any
     try:
-        async for mode, chunk in app.astream(
+        async for mode, chunk in job.app.astream(
             start,
             config,
             context=context,
@@ -361,12 +337,10 @@ async def _drive(
                         },
                     )
     except asyncio.CancelledError:
-        await database.threads.update(thread_id, status="interrupted", owner=None)
+        await job.stopped(ThreadStatus.INTERRUPTED)
         raise
     except BudgetExceeded as exc:
-        await database.threads.update(
-            thread_id, status="budget", error=str(exc), owner=None, tokens=context.budget.tokens
-        )
+        await job.stopped(ThreadStatus.BUDGET, error=str(exc), tokens=context.budget.tokens)
         raise BudgetStopped(thread_id, str(exc), exc.limit) from exc
     except DatabaseError as exc:
         # A checkpoint could not be written or read: the database failed, not the run, so
@@ -374,15 +348,11 @@ async def _drive(
         # if not (the disk is full), it stays "running" under this process, which
         # `plait threads` shows as gone once the process exits.
         with contextlib.suppress(sqlite3.Error):
-            await database.threads.update(
-                thread_id, status="failed", error=str(exc), owner=None, tokens=context.budget.tokens
-            )
+            await job.stopped(ThreadStatus.FAILED, error=str(exc), tokens=context.budget.tokens)
         raise
     except Exception as exc:
         message = str(exc) if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
-        await database.threads.update(
-            thread_id, status="failed", error=message, owner=None, tokens=context.budget.tokens
-        )
+        await job.stopped(ThreadStatus.FAILED, error=message, tokens=context.budget.tokens)
         if isinstance(exc, UsageError):  # the input was wrong: exit 2, not "resume it"
             raise
         raise RunFailed(thread_id, message) from exc
@@ -393,13 +363,11 @@ async def _drive(
     # The last streamed values are the final state; only a pause needs the saver's snapshot
     # (what runs next, what was asked), which costs a checkpoint read.
     snapshot: StateSnapshot | _Finished = (
-        await app.aget_state(config) if paused else _Finished(final)
+        await job.app.aget_state(config) if paused else _Finished(final)
     )
-    status = "waiting" if snapshot.next else "done"
-    await database.threads.update(
-        thread_id, status=status, owner=None, tokens=total_tokens(snapshot.values.get("usage"))
-    )
-    outcome = _outcome(thread_id, ref, status, snapshot)
+    status = ThreadStatus.WAITING if snapshot.next else ThreadStatus.DONE
+    await job.stopped(status, tokens=total_tokens(snapshot.values.get("usage")))
+    outcome = _outcome(thread_id, job.graph, status, snapshot)
     outcome.fallback_calls = _fallback_calls(settings, outcome.usage) or None
     outcome.methods = dict(context.methods) or None
     return outcome
@@ -453,13 +421,13 @@ class _Finished:
 def _outcome(
     thread_id: str,
     ref: str,
-    status: str,
+    status: ThreadStatus,
     snapshot: StateSnapshot | _Finished,
     error: str | None = None,
 ) -> Outcome:
     values = dict(snapshot.values)
     waiting = None
-    if status == "waiting":
+    if status == ThreadStatus.WAITING:
         waiting = {
             "before": list(snapshot.next),
             "questions": [i.value for i in snapshot.interrupts],
@@ -486,42 +454,6 @@ def _config(thread_id: str, settings: RunSettings) -> RunnableConfig:
     return config
 
 
-def _check_thread_id(thread_id: str) -> str:
-    if not re.fullmatch(r"[\w.-]{1,128}", thread_id):
-        raise UsageError(f"thread id {thread_id!r} must be 1-128 letters, digits, '_', '-' or '.'")
-    return thread_id
-
-
-def _stable_paths(settings: RunSettings) -> RunSettings:
-    # Files named in the settings (a pipeline spec, a pool file) are stored absolute, so that
-    # `plait resume` works from any directory.
-    def absolute(spec: str) -> str:
-        provider, _, name = spec.partition(":")
-        return (
-            f"pool:{Path(name).resolve()}" if provider == "pool" and Path(name).is_file() else spec
-        )
-
-    options = dict(settings.options)
-    if isinstance(options.get("spec"), str) and options["spec"] and Path(options["spec"]).is_file():
-        options["spec"] = str(Path(options["spec"]).resolve())
-    return replace(
-        settings,
-        model=absolute(settings.model),
-        model_for={role: absolute(spec) for role, spec in settings.model_for.items()},
-        fallbacks=[absolute(spec) for spec in settings.fallbacks],
-        options=options,
-    )
-
-
-def _stable_reference(graph: str) -> str:
-    # A file reference is stored absolute, so `plait resume` works from any directory.
-    if is_reference(graph):
-        where, _, attr = graph.rpartition(":")
-        if where.endswith(".py") and Path(where).is_file():
-            return f"{Path(where).resolve()}:{attr}"
-    return graph
-
-
 async def fork(
     thread_id: str,
     checkpoint_id: str,
@@ -530,109 +462,9 @@ async def fork(
     new_thread_id: str | None = None,
     edits: dict[str, Any] | None = None,
 ) -> str:
-    """Start a new thread from one of ``thread_id``'s checkpoints, optionally editing its state.
+    """Start a new thread from one of ``thread_id``'s checkpoints: ``Threads(db).fork``."""
+    from plait.threads import Threads
 
-    The original thread is left as it was. ``resume`` runs the new thread on from that point.
-
-    Returns:
-        The new thread's id.
-
-    Raises:
-        ThreadError: unknown thread or checkpoint, or a taken ``new_thread_id``.
-        UsageError: an edit names a key the graph's state does not have, or a value that
-            does not fit the key's type; no thread is created.
-    """
-    from plait.checkpoints.retention import fork_thread
-
-    async with open_database(db) as database:
-        record = await database.threads.get(thread_id)
-        if record is None:
-            raise ThreadError(
-                f"no thread {thread_id!r} in {database.path}; `plait threads` lists them"
-            )
-        settings = RunSettings.from_stored(record.settings)
-        app = build_graph(
-            record.graph, settings.options, database.saver, approve_before=settings.approve_before
-        )
-        keys = sorted(k for k in app.channels if not k.startswith(("__", "branch:")))
-        unknown = [k for k in (edits or {}) if k not in keys]
-        if unknown:
-            raise UsageError(f"the state has no key {unknown[0]!r}; keys: {', '.join(keys)}")
-        edits = {key: _checked_edit(app, key, value) for key, value in (edits or {}).items()}
-        new_thread_id = new_thread_id or uuid.uuid4().hex[:12]
-        await fork_thread(database, record, checkpoint_id, new_thread_id)
-        try:
-            await _finish_fork(app, database, settings, new_thread_id, checkpoint_id, edits)
-        except BaseException:
-            # A fork that could not be finished is no thread to resume: leave none behind.
-            await database.saver.adelete_thread(new_thread_id)
-            await database.threads.delete(new_thread_id)
-            raise
-        return new_thread_id
-
-
-async def _finish_fork(
-    app: Pregel[Any, Any, Any, Any],
-    database: Database,
-    settings: RunSettings,
-    new_thread_id: str,
-    checkpoint_id: str,
-    edits: dict[str, Any],
-) -> None:
-    # LangGraph has already noted that an --approve-before gate fired at a paused
-    # checkpoint; a fork of it must still wait for the person, not run straight through.
-    at: RunnableConfig = {
-        "configurable": {
-            "thread_id": new_thread_id,
-            "checkpoint_ns": "",
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-    if set((await app.aget_state(at)).next) & set(settings.approve_before):
-        await database.threads.update(new_thread_id, status="waiting")
-    if edits:
-        config: RunnableConfig = {
-            "configurable": {
-                "thread_id": new_thread_id,
-                "checkpoint_ns": "",
-                "checkpoint_id": checkpoint_id,
-            }
-        }
-        await app.aupdate_state(config, edits)
-
-
-def _checked_edit(app: Pregel[Any, Any, Any, Any], key: str, value: Any) -> Any:
-    """``value`` checked against the type the state declares for ``key`` (as pydantic
-    converts it), so a bad edit is refused before a thread exists instead of failing every
-    resume of the fork.
-
-    Raises:
-        UsageError: naming the key, the type and the value.
-    """
-    from pydantic import TypeAdapter, ValidationError
-
-    annotation = getattr(app.channels[key], "typ", Any)
-    if get_origin(annotation) is Annotated:  # a key with a reducer: the value type
-        annotation = get_args(annotation)[0]
-    try:
-        adapter = TypeAdapter(annotation)
-    except Exception:  # a type pydantic cannot check (an authored graph's own class)
-        return value
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "…"
-        hint = " (quote text that looks like JSON: '\"42\"')" if annotation is str else ""
-        raise UsageError(
-            f"state key {key!r} takes {_type_label(annotation)}, got {shown}: "
-            f"{problem['msg']}{f' at {where}' if where else ''}{hint}"
-        ) from None
-
-
-def _type_label(annotation: Any) -> str:
-    # `list[plait.graphs.orchestrator.Subtask]` reads better as `list[Subtask]`.
-    if isinstance(annotation, type) and not get_args(annotation):
-        return annotation.__name__
-    return re.sub(r"\b(?:\w+\.)+", "", str(annotation))
+    return await Threads(db).fork(
+        thread_id, checkpoint_id, new_thread_id=new_thread_id, edits=edits
+    )

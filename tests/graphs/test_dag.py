@@ -132,8 +132,8 @@ def test_skips_pass_down_dependency_chains_in_any_plan_order():
 
 
 def test_factory_rejects_bad_arguments_and_lists_the_choices():
-    with pytest.raises(GraphSetupError, match="fail_fast"):
-        create_dag_graph(failure_policy="retry")
+    with pytest.raises(GraphSetupError, match="on_branch_error.*fail, continue"):
+        create_dag_graph(on_branch_error="retry")
     with pytest.raises(GraphSetupError, match="min_subtasks"):
         create_dag_graph(min_subtasks=5, max_subtasks=2)
     with pytest.raises(GraphSetupError, match="roster"):
@@ -143,10 +143,10 @@ def test_factory_rejects_bad_arguments_and_lists_the_choices():
 
 
 def test_a_bad_set_value_is_a_one_line_usage_error(cli):
-    done = cli("run", "dag", "Build a report", "--set", "failure_policy=retry")
+    done = cli("run", "dag", "Build a report", "--set", "on_branch_error=retry")
     assert done.exit_code == 2
     assert len(done.stderr.strip().splitlines()) == 1
-    assert "fail_fast" in done.stderr
+    assert "fail, continue" in done.stderr
 
 
 # --- the graph, with scripted models -----------------------------------------------------
@@ -228,7 +228,7 @@ async def test_a_cycle_the_planner_cannot_fix_fails_the_run_naming_it(db):
     assert "planner" in str(failed.value)
 
 
-async def test_fail_fast_stops_the_run_and_resume_reruns_only_the_failed_subtask(db):
+async def test_fail_stops_the_run_and_resume_reruns_only_the_failed_subtask(db):
     steps = plan(("s1", "researcher", []), ("s2", "analyst", []), ("s3", "writer", ["s1", "s2"]))
     first = ScriptedChatModel(
         {
@@ -264,7 +264,7 @@ async def test_continue_records_the_failure_and_skips_its_dependants(db):
         "synthesizer": ["partial answer"],
     }
     with ScriptedChatModel(script) as model:  # analyst and writer are never called
-        outcome = await run_dag(model, db, failure_policy="continue")
+        outcome = await run_dag(model, db, on_branch_error="continue")
     assert outcome.status == "done"
     assert "no sources" in outcome.errors["s1"]
     assert outcome.values["skipped"] == {
@@ -277,3 +277,20 @@ async def test_continue_records_the_failure_and_skips_its_dependants(db):
     assert "FAILED" in synthesis and "SKIPPED: its dependency s2 was skipped" in synthesis
     assert outcome.result.startswith("partial answer\n\nNot done: s1 FAILED")
     assert "s3 SKIPPED" in outcome.result
+    assert {agent: u["calls"] for agent, u in outcome.usage.items()} == {
+        "planner": 1,
+        "coder": 1,
+        "synthesizer": 1,
+    }
+    assert outcome.usage["coder"]["branches"]["s4"]["calls"] == 1
+    said = [
+        (e["sender"], e["receiver"], e["kind"], e["correlation_id"]) for e in outcome.values["log"]
+    ]
+    assert sorted(said[4:6]) == [  # one wave: the branches' order is not the point
+        ("coder", "scheduler", "result", "s4"),
+        ("researcher", "scheduler", "failure", "s1"),
+    ]
+    assert said[6:] == [("synthesizer", "user", "result", "")]
+    assert said[:4] == [
+        ("planner", s["role"], "assign", s["id"]) for s in json.loads(steps)["subtasks"]
+    ]

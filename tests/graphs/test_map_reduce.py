@@ -285,3 +285,20 @@ async def test_a_failed_reducer_fails_the_run_and_resume_reruns_only_it(db):
     assert outcome.result == "the answer"
     assert outcome.values["levels"] == 2
     assert "final (level 2)" in prompt_of(second.calls["reducer"][0])
+
+
+async def test_a_failed_items_paid_for_calls_are_counted_under_its_item(db):
+    # Empty replies are paid for; the item fails after the last of them, and its usage stays.
+    def mapper(messages):
+        return "" if "hollow" in prompt_of(messages) else echo_item(messages)
+
+    script = {"mapper": [mapper] * 4, "reducer": ["answer"]}
+    with ScriptedChatModel(script) as model:
+        outcome = await run_mr(model, db, input="fine\nhollow")
+    assert list(outcome.errors) == ["2"]
+    assert outcome.usage["mapper"]["calls"] == 4
+    assert outcome.usage["mapper"]["branches"]["2"]["calls"] == 3
+    failures = [e for e in outcome.values["log"] if e["kind"] == "failure"]
+    assert [(e["sender"], e["receiver"], e["correlation_id"]) for e in failures] == [
+        ("mapper", "reducer", "2")
+    ]

@@ -69,6 +69,26 @@ async def test_a_failed_expert_is_named_as_missing_and_the_synthesis_proceeds(db
     assert outcome.result.startswith("Go\n\nMissing perspectives:\n- business:")
 
 
+async def test_each_call_is_counted_once_and_each_agent_says_what_it_did(db):
+    script = {**EXPERTS, "business_expert": [ModelCallError("quota")], "chief_architect": ["Go"]}
+    with ScriptedChatModel(script) as model:
+        outcome = await go(model, db)
+    assert {agent: u["calls"] for agent, u in outcome.usage.items()} == {
+        "technical_expert": 1,
+        "security_expert": 1,
+        "ux_expert": 1,
+        "chief_architect": 1,
+    }
+    said = sorted((e["sender"], e["receiver"], e["kind"]) for e in outcome.values["log"])
+    assert said == [
+        ("business_expert", "chief_architect", "failure"),
+        ("chief_architect", "user", "result"),
+        ("security_expert", "chief_architect", "analysis"),
+        ("technical_expert", "chief_architect", "analysis"),
+        ("ux_expert", "chief_architect", "analysis"),
+    ]
+
+
 async def test_a_timed_out_expert_is_left_out_and_named(db):
     fast = ScriptedChatModel({**EXPERTS, "security_expert": [], "chief_architect": ["Go"]})
     # The slow expert would answer after a minute; the timeout cuts it off long before.

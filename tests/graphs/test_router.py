@@ -109,6 +109,25 @@ async def test_a_failed_specialist_resumes_without_classifying_again(db):
     assert done.result == "fixed" and done.values["route"] == "code"
 
 
+@pytest.mark.parametrize(
+    ("answering", "instructions"),
+    [
+        ("classifier", "You are the classifier. Decide which route"),  # the pattern's own
+        ("writer", "You are the writer. Write a clear, correct answer"),  # plait's role
+        ("billing", "You are the billing. Do the part of the task"),  # a generic one
+        ("general", "OVERRIDE"),  # an override wins
+    ],
+)
+async def test_each_agent_gets_its_override_the_patterns_text_or_plaits(answering, instructions):
+    graph = create_router_graph(
+        routes=["billing", "writer", "general"], prompts={"general": "OVERRIDE"}
+    ).compile()
+    chosen = "billing" if answering == "classifier" else answering
+    with ScriptedChatModel({"classifier": [route(chosen)], chosen: ["done"]}) as model:
+        await graph.ainvoke({"task": TASK}, context=PlaitContext(model=model))
+    assert str(model.calls[answering][0][0].content).startswith(instructions)
+
+
 def test_factory_rejects_bad_arguments():
     with pytest.raises(
         GraphSetupError, match="fallback 'general' is not a route; choose one of a, b"

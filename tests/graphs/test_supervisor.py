@@ -78,6 +78,21 @@ async def test_finishes_when_the_supervisor_says_so_and_records_steps_by_number(
     ]
     # The supervisor checks the step it is shown in full.
     assert "@retry(stop=stop_after_attempt(3))" in human(model.calls["supervisor"][2])
+    assert {agent: u["calls"] for agent, u in done.usage.items()} == {
+        "supervisor": 3,
+        "research": 1,
+        "code": 1,
+        "synthesizer": 1,
+    }
+    assert [(e["sender"], e["receiver"], e["kind"], e["correlation_id"]) for e in state["log"]] == [
+        ("supervisor", "research", "assign", "1"),
+        ("research", "supervisor", "result", "1"),
+        ("supervisor", "research", "check", "1"),
+        ("supervisor", "code", "assign", "2"),
+        ("code", "supervisor", "result", "2"),
+        ("supervisor", "code", "check", "2"),
+        ("synthesizer", "user", "result", ""),
+    ]
 
 
 async def test_a_specialist_gets_its_instruction_the_task_and_only_the_steps_passed(db):

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiosqlite
 
 from plait.checkpoints.sqlite import Database
-from plait.checkpoints.threads import ThreadRecord
+from plait.checkpoints.threads import ThreadRecord, ThreadStatus
 from plait.errors import ThreadError, UsageError
 
 _LINEAGE = (
@@ -78,7 +78,12 @@ async def fork_thread(
         )
         await conn.commit()
     await database.threads.create(
-        new_id, source.graph, source.task, source.settings, status="forked", input=source.input
+        new_id,
+        source.graph,
+        source.task,
+        source.settings,
+        status=ThreadStatus.FORKED,
+        input=source.input,
     )
 
 
@@ -97,7 +102,7 @@ async def prune(
     *,
     older_than: float | None = None,
     keep_last: int | None = None,
-    status: str | None = None,
+    status: ThreadStatus | None = None,
     checkpoints_only: bool = False,
     dry_run: bool = False,
 ) -> PruneReport:

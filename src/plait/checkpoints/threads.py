@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import aiosqlite
@@ -50,7 +51,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 # Who runs a thread ("host:pid"): two resumes of one thread must not both run it.
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
-STATUSES = ("running", "done", "failed", "interrupted", "waiting", "budget", "rejected", "forked")
+
+class ThreadStatus(StrEnum):
+    """Where a thread stands; stored, listed and printed (``--json`` too) as its value."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    WAITING = "waiting"  # for a person: an --approve-before pause or an agent's question
+    BUDGET = "budget"
+    REJECTED = "rejected"
+    FORKED = "forked"  # made by `threads fork`, not run yet
 
 
 @dataclass
@@ -61,7 +73,7 @@ class ThreadRecord:
     graph: str
     task: str
     settings: dict[str, Any]
-    status: str
+    status: ThreadStatus
     error: str | None
     tokens: int
     created_at: float
@@ -77,7 +89,7 @@ class ThreadRecord:
         neither does this process itself.
         """
         host, _, pid = (self.owner or "").rpartition(":")
-        if self.status != "running" or host != socket.gethostname() or not pid.isdigit():
+        if self.status != ThreadStatus.RUNNING or host != socket.gethostname() or not pid.isdigit():
             return False
         if int(pid) == os.getpid():
             return False
@@ -104,6 +116,7 @@ _COLUMNS = (
 def _record(row: Iterable[Any]) -> ThreadRecord:
     values = list(row)
     values[3] = json.loads(values[3])
+    values[4] = ThreadStatus(values[4])
     return ThreadRecord(*values)
 
 
@@ -159,7 +172,7 @@ class ThreadIndex:
         task: str,
         settings: dict[str, Any],
         *,
-        status: str = "running",
+        status: ThreadStatus = ThreadStatus.RUNNING,
         owner: str | None = None,
         input: str | None = None,
     ) -> bool:
@@ -185,9 +198,16 @@ class ThreadIndex:
         """
         async with self.lock:
             cursor = await self.conn.execute(
-                "UPDATE plait_threads SET status = 'running', owner = ?, error = NULL, "
+                "UPDATE plait_threads SET status = ?, owner = ?, error = NULL, "
                 "updated_at = ? WHERE thread_id = ? AND status = ? AND owner IS ?",
-                (owner, time.time(), record.thread_id, record.status, record.owner),
+                (
+                    ThreadStatus.RUNNING,
+                    owner,
+                    time.time(),
+                    record.thread_id,
+                    record.status,
+                    record.owner,
+                ),
             )
             await self.conn.commit()
         return cursor.rowcount == 1
@@ -244,7 +264,9 @@ class ThreadIndex:
             )
             await self.conn.commit()
 
-    async def list(self, *, status: str | None = None, limit: int = 50) -> list[ThreadRecord]:
+    async def list(
+        self, *, status: ThreadStatus | None = None, limit: int = 50
+    ) -> list[ThreadRecord]:
         where, params = ("WHERE status = ?", (status,)) if status else ("", ())
         async with (
             self.lock,

@@ -103,7 +103,7 @@ def run_command(
     from plait.graphs.loader import is_reference, parse_graph_options
     from plait.graphs.registry import check_roles
     from plait.models.spec import default_model_spec
-    from plait.runner import run
+    from plait.threads import Threads
 
     with cli_errors():
         text = _read_task(task)
@@ -130,11 +130,10 @@ def run_command(
         progress = Progress(quiet=quiet, notice=notice)
         extra = _read_input(input_) if input_ else None
         _finish(
-            lambda: run(
+            lambda: Threads(db).run(
                 graph,
                 text,
                 settings=settings,
-                db=db,
                 thread_id=thread,
                 on_event=progress,
                 input=extra,
@@ -188,7 +187,7 @@ def resume_command(
     from plait.config import find_config, load_config
     from plait.graphs.registry import parse_run_options
     from plait.nodes.human import Decision
-    from plait.runner import resume
+    from plait.threads import Threads
 
     with cli_errors():
         overrides = {
@@ -216,8 +215,8 @@ def resume_command(
             )
         progress = Progress(quiet=quiet)
         _finish(
-            lambda: resume(
-                thread_id, db=db, overrides=overrides, decision=decision, on_event=progress
+            lambda: Threads(db).resume(
+                thread_id, overrides=overrides, decision=decision, on_event=progress
             ),
             progress,
             json_,
@@ -226,7 +225,7 @@ def resume_command(
 
 def _read_task(task: str) -> str:
     """The task argument, or stdin for '-', read no further than the task limit."""
-    from plait.runner import MAX_TASK_BYTES, byte_limit, too_large
+    from plait.inputs import MAX_TASK_BYTES, byte_limit, too_large
 
     if task != "-":
         return task  # runner.run checks its size and encoding, for Python callers too
@@ -242,7 +241,7 @@ def _read_task(task: str) -> str:
 
 def _read_input(path: Path) -> str:
     """The --input file as text: its size checked before it is read, binary refused."""
-    from plait.runner import MAX_INPUT_BYTES, byte_limit, too_large
+    from plait.inputs import MAX_INPUT_BYTES, byte_limit, too_large
 
     limit, what = byte_limit(MAX_INPUT_BYTES), f"--input {path}"
     size = path.stat().st_size
@@ -267,16 +266,12 @@ def _definitions(from_file: dict[str, Any], thread_id: str, db: str | None) -> d
     """The file's profiles, pools and prices the thread lacks, merged under its own, so a
     resume flag can name a profile added to the file since the thread started.
     """
-    from plait.checkpoints.sqlite import open_database
+    from plait.threads import Threads
 
-    async def stored() -> dict[str, Any] | None:
-        async with open_database(db) as database:
-            record = await database.threads.get(thread_id)
-        return record.settings if record else None
-
-    settings = asyncio.run(stored())
-    if settings is None:
+    record = asyncio.run(Threads(db).get(thread_id))
+    if record is None:
         return {}  # unknown thread: resume says so
+    settings = record.settings
     merged = {}
     for name in ("models", "pools", "prices"):
         have = settings.get(name) or {}
@@ -288,6 +283,7 @@ def _definitions(from_file: dict[str, Any], thread_id: str, db: str | None) -> d
 def _finish(
     start: Callable[[], Coroutine[Any, Any, Outcome]], progress: Progress, json_: bool
 ) -> None:
+    from plait.checkpoints.threads import ThreadStatus
     from plait.runner import BudgetStopped, RunFailed
 
     try:
@@ -305,7 +301,7 @@ def _finish(
             print_json(
                 {
                     "thread_id": exc.thread_id,
-                    "status": "budget" if budget else "failed",
+                    "status": ThreadStatus.BUDGET if budget else ThreadStatus.FAILED,
                     "error": str(exc),
                 }
             )
@@ -315,17 +311,19 @@ def _finish(
         if progress.thread_id:
             err.print(f"interrupted; continue with: plait resume {progress.thread_id}")
             if json_:
-                print_json({"thread_id": progress.thread_id, "status": "interrupted"})
+                print_json({"thread_id": progress.thread_id, "status": ThreadStatus.INTERRUPTED})
         raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
     finally:
         progress.close()
     _show(outcome, json_, progress.quiet)
 
 
-def _show(outcome: Any, json_: bool, quiet: bool) -> None:
+def _show(outcome: Outcome, json_: bool, quiet: bool) -> None:
+    from plait.checkpoints.threads import ThreadStatus
+
     if json_:
         print_json(outcome.as_json())
-    elif outcome.result is not None and outcome.status == "done":
+    elif outcome.result is not None and outcome.status == ThreadStatus.DONE:
         typer.echo(outcome.result)
     for spec, calls in (outcome.fallback_calls or {}).items():
         err.print(f"[yellow]note:[/] fallback model {escape(spec)} served {calls} call(s)")
@@ -344,7 +342,8 @@ def _show(outcome: Any, json_: bool, quiet: bool) -> None:
         err.print(summary)
 
 
-def _show_waiting(outcome: Any) -> None:
+def _show_waiting(outcome: Outcome) -> None:
+    assert outcome.waiting is not None  # called only for a thread that waits
     before = ", ".join(outcome.waiting["before"])
     err.print(f"[yellow]waiting for a person[/] before {escape(before)}")
     for question in outcome.waiting["questions"]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,17 +14,11 @@ from rich.text import Text
 
 from plait.cli.options import DbOpt, JsonOpt
 from plait.cli.output import cli_errors, out, print_json
-from plait.errors import PlaitError, ThreadError
 
 if TYPE_CHECKING:  # imported where used, so `plait --help` stays fast
-    from langchain_core.runnables import RunnableConfig
-
-    from plait.checkpoints.sqlite import Database
     from plait.checkpoints.threads import ThreadRecord
-    from plait.state.log import Envelope
     from plait.state.usage import AgentUsage
-
-_T = TypeVar("_T")
+    from plait.threads import Threads
 
 app = typer.Typer(
     help="List, inspect and delete saved threads; `plait threads path` finds the file."
@@ -35,12 +29,10 @@ IdArg = Annotated[
 ]
 
 
-def _check_status(status: str | None) -> None:
-    from plait.checkpoints.threads import STATUSES
-    from plait.errors import UsageError
+def _threads(db: str | None) -> Threads:
+    from plait.threads import Threads
 
-    if status is not None and status not in STATUSES:
-        raise UsageError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+    return Threads(db)
 
 
 def _ago(ts: float) -> str:
@@ -49,20 +41,6 @@ def _ago(ts: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit} ago"
     return f"{int(seconds)}s ago"
-
-
-async def _with_db(db: str | None, work: Callable[[Database], Awaitable[_T]]) -> _T:
-    from plait.checkpoints import open_database
-
-    async with open_database(db) as database:
-        return await work(database)
-
-
-async def _record(database: Database, thread_id: str) -> ThreadRecord:
-    record = await database.threads.get(thread_id)
-    if record is None:
-        raise ThreadError(f"no thread {thread_id!r} in {database.path}; `plait threads` lists them")
-    return record
 
 
 @app.callback(invoke_without_command=True)
@@ -86,8 +64,7 @@ def list_threads(
     if ctx.invoked_subcommand:
         return
     with cli_errors():
-        _check_status(status)
-        records = asyncio.run(_with_db(db, lambda d: d.threads.list(status=status, limit=limit)))
+        records = asyncio.run(_threads(db).list(status=status, limit=limit))
         if json_:
             print_json([r.as_json() for r in records])
             return
@@ -105,17 +82,12 @@ def list_threads(
 @app.command("show")
 def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
     """Show a thread's settings, status, usage per agent and result."""
-
-    async def work(database: Database) -> tuple[ThreadRecord, dict[str, Any]]:
-        record = await _record(database, thread_id)
-        return record, await _state(database, record)
-
     with cli_errors():
-        record, values = asyncio.run(_with_db(db, work))
-        keys = ("result", "usage", "errors", "stop_reason")
+        view = asyncio.run(_threads(db).show(thread_id))
         if json_:
-            print_json({**record.as_json(), **{k: values.get(k) for k in keys}})
+            print_json(view.as_json())
             return
+        record = view.record
         out.print(
             f"[bold]{escape(record.thread_id)}[/] · {escape(record.graph)} · {escape(_status(record))}"
         )
@@ -135,57 +107,22 @@ def show(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
             out.print(f"structured output: {method} ({endpoint})", markup=False)
         if record.error:
             out.print(f"[red]error:[/] {escape(record.error)}")
-        _usage_table(values.get("usage") or {})
-        for branch, message in (values.get("errors") or {}).items():
+        _usage_table(view.usage)
+        for branch, message in view.errors.items():
             out.print(f"[yellow]branch {escape(branch)} failed:[/] {escape(message)}")
-        if values.get("stop_reason"):
-            out.print(f"stopped: {values['stop_reason']}", markup=False)
-        if values.get("result") is not None:
-            out.print("\n" + values["result"], markup=False)
+        if view.stop_reason:
+            out.print(f"stopped: {view.stop_reason}", markup=False)
+        if view.result is not None:
+            out.print("\n" + view.result, markup=False)
 
 
 def _status(record: ThreadRecord) -> str:
+    from plait.checkpoints.threads import ThreadStatus
+
     # A thread whose process died (SIGKILL, a full disk) is still stored as running.
-    if record.status == "running" and not record.running_elsewhere():
+    if record.status == ThreadStatus.RUNNING and not record.running_elsewhere():
         return "running (process gone: resume it)"
     return record.status
-
-
-async def _state(database: Database, record: ThreadRecord) -> dict[str, Any]:
-    """The thread's state as the graph sees it: the last checkpoint plus the writes of
-    branches that finished in the step that then stopped (a failure, a budget).
-    """
-    from plait.graphs.loader import build_graph
-    from plait.settings import RunSettings
-
-    config: RunnableConfig = {"configurable": {"thread_id": record.thread_id}}
-    try:
-        options = RunSettings.from_stored(record.settings).options
-        app = build_graph(record.graph, options, database.saver)
-    except PlaitError:  # the graph's file is gone: the last checkpoint alone still tells a lot
-        saved = await database.saver.aget_tuple(config)
-        return dict(saved.checkpoint["channel_values"]) if saved else {}
-    return dict((await app.aget_state(config)).values)
-
-
-async def full_log(database: Database, thread_id: str) -> list[Envelope]:
-    """Every envelope the thread's nodes wrote, oldest first, each once.
-
-    Each node's log entries are stored once, as that node's write, whatever the window the
-    state keeps; a write replayed on resume has the same envelope id and is counted once.
-    """
-    serde = database.saver.serde
-    seen: dict[str, Envelope] = {}
-    async with (
-        database.saver.lock,
-        database.saver.conn.execute(
-            "SELECT type, value FROM writes WHERE thread_id = ? AND channel = 'log'", (thread_id,)
-        ) as cur,
-    ):
-        async for kind, value in cur:
-            for envelope in serde.loads_typed((kind, value)) or []:
-                seen.setdefault(envelope["id"], envelope)
-    return sorted(seen.values(), key=lambda e: e["ts"])
 
 
 def _usage_table(usage: Mapping[str, AgentUsage]) -> None:
@@ -242,28 +179,8 @@ def _usage_table(usage: Mapping[str, AgentUsage]) -> None:
 @app.command("history")
 def history(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
     """List a thread's checkpoints, newest first: step, what was written, what runs next."""
-
-    async def work(database: Database) -> list[dict[str, Any]]:
-        await _record(database, thread_id)
-        rows: list[dict[str, Any]] = []
-        async for saved in database.saver.alist({"configurable": {"thread_id": thread_id}}):
-            channels = saved.checkpoint.get("updated_channels") or []
-            rows.append(
-                {
-                    "checkpoint": saved.config["configurable"]["checkpoint_id"],
-                    "step": saved.metadata.get("step"),
-                    "source": saved.metadata.get("source"),
-                    "wrote": [c for c in channels if not c.startswith(("branch:", "__"))],
-                    "next": [
-                        c.removeprefix("branch:to:") for c in channels if c.startswith("branch:to:")
-                    ],
-                    "time": saved.checkpoint["ts"],
-                }
-            )
-        return rows
-
     with cli_errors():
-        rows = asyncio.run(_with_db(db, work))
+        rows = asyncio.run(_threads(db).history(thread_id))
         if json_:
             print_json(rows)
             return
@@ -287,13 +204,8 @@ def log(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
 
     The state keeps only the latest few; this reads them all back from the checkpoints.
     """
-
-    async def work(database: Database) -> list[Envelope]:
-        await _record(database, thread_id)
-        return await full_log(database, thread_id)
-
     with cli_errors():
-        envelopes = asyncio.run(_with_db(db, work))
+        envelopes = asyncio.run(_threads(db).log(thread_id))
         if json_:
             print_json(envelopes)
             return
@@ -319,18 +231,8 @@ def log(thread_id: IdArg, db: DbOpt = None, json_: JsonOpt = False) -> None:
 @app.command("delete")
 def delete(thread_id: IdArg, db: DbOpt = None) -> None:
     """Delete a thread and all its checkpoints."""
-
-    async def work(database: Database) -> None:
-        record = await _record(database, thread_id)
-        if record.running_elsewhere():
-            raise ThreadError(
-                f"thread {thread_id!r} is being run by process {record.owner}; stop it first"
-            )
-        await database.saver.adelete_thread(thread_id)
-        await database.threads.delete(thread_id)
-
     with cli_errors():
-        asyncio.run(_with_db(db, work))
+        asyncio.run(_threads(db).delete(thread_id))
         out.print(f"deleted thread {thread_id}", markup=False)
 
 
@@ -365,12 +267,11 @@ def fork(
     Continue the new thread with `plait resume NEW_ID`.
     """
     from plait.graphs.loader import parse_free_options
-    from plait.runner import fork as fork_thread
 
     with cli_errors():
         edits = parse_free_options(set_)
         created = asyncio.run(
-            fork_thread(thread_id, checkpoint, db=db, new_thread_id=new_id, edits=edits)
+            _threads(db).fork(thread_id, checkpoint, new_thread_id=new_id, edits=edits)
         )
         if json_:
             print_json({"thread_id": created, "forked_from": thread_id, "checkpoint": checkpoint})
@@ -419,23 +320,14 @@ def prune(
 
     Running threads are never pruned. At least one of --older-than, --keep-last, --status.
     """
-    from plait.checkpoints.retention import parse_age
-    from plait.checkpoints.retention import prune as prune_threads
-
     with cli_errors():
-        _check_status(status)
-        age = parse_age(older_than) if older_than is not None else None
         report = asyncio.run(
-            _with_db(
-                db,
-                lambda d: prune_threads(
-                    d,
-                    older_than=age,
-                    keep_last=keep_last,
-                    status=status,
-                    checkpoints_only=checkpoints,
-                    dry_run=dry_run,
-                ),
+            _threads(db).prune(
+                older_than=older_than,
+                keep_last=keep_last,
+                status=status,
+                checkpoints_only=checkpoints,
+                dry_run=dry_run,
             )
         )
         if json_:
@@ -455,6 +347,4 @@ def prune(
 @app.command("path")
 def path(db: DbOpt = None) -> None:
     """Print the path of the checkpoint database."""
-    from plait.checkpoints.sqlite import resolve_db_path
-
-    typer.echo(str(resolve_db_path(db)))
+    typer.echo(str(_threads(db).path))

@@ -23,10 +23,10 @@ from plait.graphs.checks import check_subtask_range, check_unique
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.branch import branch_update, unique_ids
+from plait.nodes.branch import unique_ids
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 DEFAULT_BIDDERS = ("researcher", "analyst", "writer")
 WHOLE_TASK = "task"  # the lot id when the task is auctioned undivided
@@ -175,7 +175,6 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         raise GraphSetupError(f"an auction needs at least one named bidder, got {list(bidders)}")
     check_unique("bidder", bidders)
     check_subtask_range(min_subtasks, max_subtasks)
-    texts = {**PROMPTS, **(prompts or {})}
     # The planner only splits; roles are settled by bidding, so its plan has no role field.
     subtask = create_model(
         "Subtask",
@@ -187,29 +186,23 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         subtasks=(list[subtask], Field(min_length=min_subtasks, max_length=max_subtasks)),  # type: ignore[valid-type]
     )
 
+    @node
     async def announce(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
-        update: dict[str, Any] = {}
         if decompose:
             rules = f"Use between {min_subtasks} and {max_subtasks} subtasks."
             reply = await ask_for(
                 runtime,
                 "planner",
-                role_prompt("planner", texts),
+                _prompt("planner", prompts),
                 user_prompt(state["task"], rules=rules),
                 plan,
             )
             lots = _unique_ids([s.model_dump() for s in reply.value.subtasks])
-            update["usage"] = reply.usage
         else:
             lots = [Lot(id=WHOLE_TASK, description=state["task"])]
-        update["lots"] = lots
-        update["log"] = [
-            envelope(
-                "auctioneer", "bidders", "announce", lot["description"], correlation_id=lot["id"]
-            )
-            for lot in lots
-        ]
-        return update
+        for lot in lots:
+            say("auctioneer", "bidders", "announce", lot["description"], correlation_id=lot["id"])
+        return {"lots": lots}
 
     async def call_for_bids(state: AuctionState) -> list[Send]:
         return [
@@ -218,43 +211,36 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
             for name in bidders
         ]
 
+    @node
     async def bid(payload: BidInput, runtime: Runtime[PlaitContext]) -> dict:
         name, lot = payload["bidder"], payload["lot"]
         reply = await ask_for(
             runtime,
             name,
-            role_prompt(name, texts),
+            _prompt(name, prompts),
             _work_prompt(payload, how_to_bid=BID_RULES),
             Bid,
         )
         offer = reply.value
-        return {
-            "bids": {lot["id"]: {name: offer.model_dump()}},
-            "usage": reply.usage,
-            "log": [
-                envelope(
-                    name, "auctioneer", "bid", offer.model_dump_json(), correlation_id=lot["id"]
-                )
-            ],
-        }
+        say(name, "auctioneer", "bid", offer.model_dump_json(), correlation_id=lot["id"])
+        return {"bids": {lot["id"]: {name: offer.model_dump()}}}
 
-    async def award(state: AuctionState) -> dict:
-        awards, log = {}, []
+    @node
+    async def award(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
+        awards = {}
         for lot in state["lots"]:
             offers = {name: Bid(**b) for name, b in state["bids"].get(lot["id"], {}).items()}
             winner = select_winner(offers)
             how = "bid" if winner else "fallback" if fallback else "none"
             awards[lot["id"]] = Award(agent=winner or fallback, how=how)
-            log.append(
-                envelope(
-                    "auctioneer",
-                    winner or fallback or "user",
-                    "award",
-                    AWARD_NOTES[how],
-                    correlation_id=lot["id"],
-                )
+            say(
+                "auctioneer",
+                winner or fallback or "user",
+                "award",
+                AWARD_NOTES[how],
+                correlation_id=lot["id"],
             )
-        return {"awards": awards, "log": log}
+        return {"awards": awards}
 
     async def assign(state: AuctionState) -> list[Send] | str:
         sends = [
@@ -272,12 +258,15 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         ]
         return sends or "finish"
 
+    # No on_error: a failed lot stops the run; resume re-runs the lots not done.
+    @node(branch=lambda payload: payload["lot"]["id"])
     async def execute(payload: ExecuteInput, runtime: Runtime[PlaitContext]) -> dict:
         name, lot = payload["agent"], payload["lot"]
-        call = ask(runtime, name, role_prompt(name, texts), _work_prompt(payload))
-        # No fail policy here: a failed lot stops the run; resume re-runs the lots not done.
-        return await branch_update(lot["id"], name, "auctioneer", call, keep_going=False)
+        reply = await ask(runtime, name, _prompt(name, prompts), _work_prompt(payload))
+        say(name, "auctioneer", "result", reply.value, correlation_id=lot["id"])
+        return {"outputs": {lot["id"]: reply.value}}
 
+    @node
     async def finish(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
         lots, awards, outputs = state["lots"], state["awards"], state.get("outputs", {})
         untaken = [lot for lot in lots if awards[lot["id"]]["how"] == "none"]
@@ -298,15 +287,11 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask(
             runtime,
             "synthesizer",
-            role_prompt("synthesizer", texts),
+            _prompt("synthesizer", prompts),
             user_prompt(state["task"], subtask_results=results),
         )
-        return {
-            "result": reply.value,
-            "stop_reason": reason,
-            "usage": reply.usage,
-            "log": [envelope("synthesizer", "user", "result", reply.value)],
-        }
+        say("synthesizer", "user", "result", reply.value)
+        return {"result": reply.value, "stop_reason": reason}
 
     builder = StateGraph(AuctionState, context_schema=PlaitContext)
     builder.add_node("announce", announce)
@@ -321,6 +306,11 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
     builder.add_edge("execute", "finish")
     builder.add_edge("finish", END)
     return builder
+
+
+def _prompt(role: str, prompts: Mapping[str, str] | None) -> str:
+    # An override first, then this pattern's own PROMPTS, then plait's role prompts.
+    return role_prompt(role, prompts if prompts and role in prompts else PROMPTS)
 
 
 def _work_prompt(payload: BidInput | ExecuteInput, **sections: str) -> str:

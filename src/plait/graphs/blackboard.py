@@ -34,10 +34,9 @@ from plait.graphs.checks import NODE_NAME, check_unique
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
-from plait.state.usage import add_usage
 
 PROMPTS = {
     "critic": "You are the critic. Name the risks, gaps and weak assumptions in what the board "
@@ -165,9 +164,9 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
     """
     chosen = _check(sources, goal, max_rounds, conflict_policy)
     by_name = {s.name: s for s in chosen}
-    texts = {**PROMPTS, **(prompts or {})}
 
-    async def controller(state: BlackboardState) -> dict:
+    @node
+    async def controller(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict:
         board, done = state.get("board", {}), state.get("round", 0)
         ready = eligible(chosen, board, _last_rounds(state))
         if goal in board:
@@ -180,20 +179,15 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         elif done >= max_rounds:
             reason = f"max_rounds ({max_rounds}) reached without the goal entry {goal!r}"
         else:
-            return {
-                "round": done + 1,
-                "active": ready,
-                "log": [
-                    envelope(
-                        "controller",
-                        name,
-                        "activate",
-                        f"round {done + 1}",
-                        correlation_id=by_name[name].writes,
-                    )
-                    for name in ready
-                ],
-            }
+            for name in ready:
+                say(
+                    "controller",
+                    name,
+                    "activate",
+                    f"round {done + 1}",
+                    correlation_id=by_name[name].writes,
+                )
+            return {"round": done + 1, "active": ready}
         return {"stop_reason": reason, "active": []}
 
     async def dispatch(state: BlackboardState) -> list[Send] | str:
@@ -213,6 +207,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
             for name in state["active"]
         ]
 
+    @node
     async def source(payload: SourceInput, runtime: Runtime[PlaitContext]) -> dict:
         spec = by_name[payload["source"]]
         sections = {f"board_entry_{name}": value for name, value in payload["entries"].items()}
@@ -220,17 +215,14 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             spec.name,
-            spec.instructions or role_prompt(spec.name, texts),
+            spec.instructions or _prompt(spec.name, prompts),
             user_prompt(payload["task"], **sections, your_entry=wanted),
         )
-        return {
-            "proposals": {
-                spec.name: Proposal(entry=spec.writes, value=reply.value, round=payload["round"])
-            },
-            "usage": reply.usage,
-            "log": [envelope(spec.name, "board", "write", reply.value, correlation_id=spec.writes)],
-        }
+        say(spec.name, "board", "write", reply.value, correlation_id=spec.writes)
+        proposal = Proposal(entry=spec.writes, value=reply.value, round=payload["round"])
+        return {"proposals": {spec.name: proposal}}
 
+    @node
     async def resolve(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict:
         now = state["round"]
         writes: dict[str, list[tuple[str, str]]] = {}
@@ -238,28 +230,32 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
             proposal = state.get("proposals", {}).get(spec.name)
             if proposal and proposal["round"] == now:
                 writes.setdefault(proposal["entry"], []).append((spec.name, proposal["value"]))
+        # The settlements run as tasks that share this node's ledger, so their calls are booked.
         settled = await asyncio.gather(
             *(
-                _settle(runtime, conflict_policy, texts, state["task"], entry, candidates, by_name)
+                _settle(
+                    runtime, conflict_policy, prompts, state["task"], entry, candidates, by_name
+                )
                 for entry, candidates in writes.items()
             )
         )
-        board, usage, log = {}, {}, []
-        for entry, (author, value, spent, note) in zip(writes, settled, strict=True):
+        board = {}
+        for entry, (author, value, note) in zip(writes, settled, strict=True):
             board[entry] = Entry(value=value, author=author, round=now)
-            usage = add_usage(usage, spent)
-            if note:
-                log.append(envelope(author, "board", "conflict", note, correlation_id=entry))
-        return {"board": board, "usage": usage, "log": log}
+            if note:  # said here, in entry order, not by the settlements running in parallel
+                say(author, "board", "conflict", note, correlation_id=entry)
+        return {"board": board}
 
-    async def finish(state: BlackboardState) -> dict:
+    @node
+    async def finish(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict:
         board = state.get("board", {})
         listing = _render(board)
         if goal in board:
             result = f"{board[goal]['value']}\n\nFinal board:\n{listing}"
         else:
             result = f"No {goal!r} on the board: {state['stop_reason']}.\n\nFinal board:\n{listing}"
-        return {"result": result, "log": [envelope("controller", "user", "result", result)]}
+        say("controller", "user", "result", result)
+        return {"result": result}
 
     builder = StateGraph(BlackboardState, context_schema=PlaitContext)
     builder.add_node("controller", controller)
@@ -274,24 +270,24 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
     return builder
 
 
-async def _settle(runtime, policy, texts, task, entry, candidates, by_name):
-    """One entry's write for this round: ``(author, value, usage, conflict note or "")``."""
+async def _settle(runtime, policy, prompts, task, entry, candidates, by_name):
+    """One entry's write for this round: ``(author, value, conflict note or "")``."""
     if len(candidates) == 1:
         author, value = candidates[0]
-        return author, value, {}, ""
+        return author, value, ""
     names = [name for name, _ in candidates]
     if policy == "priority":
         author, value = max(candidates, key=lambda c: by_name[c[0]].priority)  # first max wins
-        return author, value, {}, f"{', '.join(names)} wrote {entry!r}; {author} kept by priority"
+        return author, value, f"{', '.join(names)} wrote {entry!r}; {author} kept by priority"
     offers = "\n\n".join(f"[{name}]\n{value}" for name, value in candidates)
     if policy == "merge":
         reply = await ask(
             runtime,
             "merger",
-            role_prompt("merger", texts),
+            _prompt("merger", prompts),
             user_prompt(task, entry=entry, contributions=offers),
         )
-        return "merger", reply.value, reply.usage, f"merged the writes of {', '.join(names)}"
+        return "merger", reply.value, f"merged the writes of {', '.join(names)}"
     ruling = create_model(
         "Ruling",
         keep=(Literal[tuple(names)], Field(description="the source whose value the board keeps")),  # type: ignore[valid-type]
@@ -300,7 +296,7 @@ async def _settle(runtime, policy, texts, task, entry, candidates, by_name):
     reply = await ask_for(
         runtime,
         "controller",
-        role_prompt("controller", texts),
+        _prompt("controller", prompts),
         user_prompt(task, entry=entry, contributions=offers),
         ruling,
     )
@@ -309,9 +305,13 @@ async def _settle(runtime, policy, texts, task, entry, candidates, by_name):
     return (
         kept,
         value,
-        reply.usage,
-        (f"{', '.join(names)} wrote {entry!r}; the controller kept {kept}: {reply.value.reason}"),
+        f"{', '.join(names)} wrote {entry!r}; the controller kept {kept}: {reply.value.reason}",
     )
+
+
+def _prompt(role: str, prompts: Mapping[str, str] | None) -> str:
+    # An override first, then this pattern's own PROMPTS, then plait's role prompts.
+    return role_prompt(role, prompts if prompts and role in prompts else PROMPTS)
 
 
 def _last_rounds(state: BlackboardState) -> dict[str, int]:

@@ -22,9 +22,8 @@ from plait.errors import GraphSetupError
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask_for, user_prompt
-from plait.nodes.prompts import role_prompt
+from plait.nodes.kit import node, say
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 PROMPTS = {
     "voter": "You are the voter. Decide the question in the task for yourself. Give your "
@@ -215,7 +214,7 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
         raise GraphSetupError(
             f"quorum must be between 1 and the number of voters ({voters}), got {quorum}"
         )
-    texts = {**PROMPTS, **(prompts or {})}
+    instructions = (prompts or {}).get("voter", PROMPTS["voter"])
     names = [f"voter_{i}" for i in range(1, voters + 1)]
 
     async def first_vote(state: ConsensusState) -> list[Send]:
@@ -227,6 +226,7 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
             for name in names
         ]
 
+    @node
     async def voter(payload: VoterInput, runtime: Runtime[PlaitContext]) -> dict:
         name, number = payload["voter"], payload["round"]
         sections = {}
@@ -238,7 +238,7 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
         reply = await ask_for(
             runtime,
             "voter",
-            role_prompt("voter", texts),
+            instructions,
             user_prompt(payload["task"], **sections),
             Vote,
             agent=name,
@@ -252,11 +252,8 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
             confidence=vote.confidence,
             rationale=vote.rationale,
         )
-        return {
-            "votes": {key: record},
-            "usage": reply.usage,
-            "log": [envelope(name, "tally", "vote", _vote_line(record), correlation_id=key)],
-        }
+        say(name, "tally", "vote", _vote_line(record), correlation_id=key)
+        return {"votes": {key: record}}
 
     async def count(state: ConsensusState) -> dict:
         done = state.get("round", 0) + 1

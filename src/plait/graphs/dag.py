@@ -19,17 +19,15 @@ from langgraph.types import Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from plait.errors import GraphSetupError, StructuredOutputError
+from plait.errors import GraphSetupError, PlaitError, StructuredOutputError
 from plait.graphs.checks import check_subtask_range
 from plait.graphs.options import validated
 from plait.graphs.orchestrator import DEFAULT_ROSTER, Subtask, plan_schema, subtask_results
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.branch import branch_update
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
-from plait.state.usage import add_usage
 
 PROMPTS = {
     "planner": "You are the planner. Break the task into subtasks, give each a role from the "
@@ -99,19 +97,19 @@ def find_cycle(subtasks: Sequence[Mapping]) -> list[str] | None:
     finished: set[str] = set()
     path: list[str] = []
 
-    def visit(node: str) -> list[str] | None:
-        path.append(node)
-        for dep in deps[node]:
+    def visit(sid: str) -> list[str] | None:
+        path.append(sid)
+        for dep in deps[sid]:
             if dep in path:
                 return [*path[path.index(dep) :], dep]
             if dep in deps and dep not in finished and (cycle := visit(dep)):
                 return cycle
         path.pop()
-        finished.add(node)
+        finished.add(sid)
         return None
 
-    for node in deps:
-        if node not in finished and (cycle := visit(node)):
+    for sid in deps:
+        if sid not in finished and (cycle := visit(sid)):
             return cycle
     return None
 
@@ -212,13 +210,13 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
     ] = DEFAULT_ROSTER,
     min_subtasks: Annotated[int, Field(ge=1, description="fewest subtasks the plan may have")] = 3,
     max_subtasks: Annotated[int, Field(ge=1, description="most subtasks the plan may have")] = 7,
-    failure_policy: Annotated[
-        Literal["fail_fast", "continue"],
+    on_branch_error: Annotated[
+        Literal["fail", "continue"],
         Field(
-            description="a failed subtask stops the run (fail_fast), or is recorded and its "
+            description="a failed subtask stops the run (fail), or is recorded and its "
             "dependants skipped (continue)"
         ),
-    ] = "fail_fast",
+    ] = "fail",
     plan_attempts: Annotated[
         int,
         Field(
@@ -235,13 +233,12 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             roster's roles).
 
     Example:
-        ``app = create_dag_graph(failure_policy="continue").compile(checkpointer=saver)``
+        ``app = create_dag_graph(on_branch_error="continue").compile(checkpointer=saver)``
     """
     roster = tuple(roster)
     if not roster:
         raise GraphSetupError("roster must name at least one worker role")
     check_subtask_range(min_subtasks, max_subtasks)
-    prompts = {**PROMPTS, **(prompts or {})}
     schema = dag_plan_schema(roster, min_subtasks, max_subtasks)
     plan_rules = (
         f"Use between {min_subtasks} and {max_subtasks} subtasks with short unique "
@@ -249,14 +246,13 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
         "lists ids from this plan; no subtask may depend on itself or on a cycle."
     )
 
+    @node
     async def planner(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
-        usage: dict = {}
         prompt = user_prompt(state["task"], rules=plan_rules)
         for _ in range(plan_attempts):
             reply = await ask_for(
-                runtime, "planner", role_prompt("planner", prompts), prompt, schema
+                runtime, "planner", _instructions("planner", prompts), prompt, schema
             )
-            usage = add_usage(usage, reply.usage)
             subtasks = [_as_subtask(step) for step in reply.value.subtasks]
             problems = plan_problems(subtasks)
             if not problems:
@@ -271,15 +267,9 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             raise StructuredOutputError(
                 "planner", json.dumps(subtasks), "dependency plan", "; ".join(problems)
             )
-        return {
-            "subtasks": subtasks,
-            "waves": compute_waves(subtasks),
-            "usage": usage,
-            "log": [
-                envelope("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
-                for s in subtasks
-            ],
-        }
+        for s in subtasks:
+            say("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
+        return {"subtasks": subtasks, "waves": compute_waves(subtasks)}
 
     async def scheduler(state: DagState) -> dict:
         subtasks = state["subtasks"]
@@ -313,21 +303,29 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             for sid in state["ready"]
         ]
 
+    @node(branch=lambda payload: payload["subtask"]["id"])
     async def worker(payload: DagWorkerInput, runtime: Runtime[PlaitContext]) -> dict:
         sub = payload["subtask"]
         sections = {"your_subtask": sub["description"]}
         if payload["dependency_outputs"]:
             sections["outputs_of_its_dependencies"] = payload["dependency_outputs"]
-        call = ask(
-            runtime,
-            sub["role"],
-            role_prompt(sub["role"], prompts),
-            user_prompt(payload["task"], **sections),
-        )
-        return await branch_update(
-            sub["id"], sub["role"], "scheduler", call, keep_going=failure_policy != "fail_fast"
-        )
+        try:
+            reply = await ask(
+                runtime,
+                sub["role"],
+                _instructions(sub["role"], prompts),
+                user_prompt(payload["task"], **sections),
+            )
+        except PlaitError as exc:
+            # Not record_failure: the failure is said by the subtask's role, as its result is.
+            if on_branch_error == "fail":
+                raise
+            say(sub["role"], "scheduler", "failure", str(exc), correlation_id=sub["id"])
+            return {"errors": {sub["id"]: str(exc)}}
+        say(sub["role"], "scheduler", "result", reply.value, correlation_id=sub["id"])
+        return {"outputs": {sub["id"]: reply.value}}
 
+    @node
     async def synthesizer(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
         skipped = state.get("skipped", {})
@@ -343,16 +341,13 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask(
             runtime,
             "synthesizer",
-            role_prompt("synthesizer", prompts),
+            _instructions("synthesizer", prompts),
             user_prompt(state["task"], subtask_results=results),
         )
         missing = [f"{s['id']} {report(s)}" for s in state["subtasks"] if s["id"] not in outputs]
         note = "\n\nNot done: " + "; ".join(missing) if missing else ""
-        return {
-            "result": reply.value + note,
-            "usage": reply.usage,
-            "log": [envelope("synthesizer", "user", "result", reply.value)],
-        }
+        say("synthesizer", "user", "result", reply.value)
+        return {"result": reply.value + note}
 
     builder = StateGraph(DagState, context_schema=PlaitContext)
     builder.add_node("planner", planner)
@@ -365,6 +360,14 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
     builder.add_edge("worker", "scheduler")
     builder.add_edge("synthesizer", END)
     return builder
+
+
+def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
+    """An override, else the text here for ``role``, else plait's shared one."""
+    for texts in (prompts or {}, PROMPTS):
+        if role in texts:
+            return texts[role]
+    return role_prompt(role)
 
 
 def _as_subtask(step: BaseModel) -> DagSubtask:

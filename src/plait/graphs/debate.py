@@ -23,10 +23,9 @@ from plait.errors import GraphSetupError, PlaitError
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.branch import branch_failure
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import member_prompt, role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 DEFAULT_POSITIONS = (
     "for: make the strongest case for the most promising answer",
@@ -149,6 +148,7 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
             for name, stance in stances.items()
         ]
 
+    @node
     async def debater(payload: DebaterInput, runtime: Runtime[PlaitContext]) -> dict:
         name, number = payload["debater"], payload["round"]
         key = f"r{number}/{name}"
@@ -169,15 +169,13 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
         except PlaitError as exc:
             if on_branch_error == "fail":
                 raise
-            return branch_failure(key, name, "judge", exc)
+            say(name, "judge", "failure", str(exc), correlation_id=key)
+            return {"errors": {key: str(exc)}}
         argument = Argument(
             debater=name, position=payload["position"], round=number, text=reply.value
         )
-        return {
-            "arguments": {name: argument},
-            "usage": reply.usage,
-            "log": [envelope(name, "debaters", "argument", reply.value, correlation_id=key)],
-        }
+        say(name, "debaters", "argument", reply.value, correlation_id=key)
+        return {"arguments": {name: argument}}
 
     async def close_round(state: DebateState) -> dict:
         done = state.get("round", 0) + 1
@@ -212,6 +210,7 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
             for name, arg in standing.items()
         ]
 
+    @node
     async def judge(state: DebateState, runtime: Runtime[PlaitContext]) -> dict:
         latest = _latest_arguments(state, names)
         missing = _missing(state, stances, latest)
@@ -234,12 +233,8 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
         )
         if missing:
             result += f"\n\nMissing from the debate:\n{missing}"
-        return {
-            "decision": ruling.model_dump(),
-            "result": result,
-            "usage": reply.usage,
-            "log": [envelope("judge", "user", "decision", ruling.decision)],
-        }
+        say("judge", "user", "decision", ruling.decision)
+        return {"decision": ruling.model_dump(), "result": result}
 
     builder = StateGraph(DebateState, context_schema=PlaitContext)
     builder.add_node("debater", debater, input_schema=DebaterInput)

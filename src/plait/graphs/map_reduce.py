@@ -26,10 +26,8 @@ from plait.errors import PlaitError, UsageError
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, run_context, user_prompt
-from plait.nodes.branch import branch_update
-from plait.nodes.prompts import role_prompt
+from plait.nodes.kit import node, record_failure, say
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 # With no --input the task text is the document, so the agents need an instruction of their own.
 DOCUMENT_INSTRUCTION = "Summarize the document: its main points, facts and conclusions."
@@ -184,7 +182,6 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
     Example:
         ``app = create_map_reduce_graph(mode="document", chunk_size=2000).compile()``
     """
-    prompts = {**PROMPTS, **(prompts or {})}
 
     async def split(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:
         if "input" in state:
@@ -210,19 +207,22 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
             for number, item in enumerate(state["items"], 1)
         ]
 
+    # No fail policy here: a failed item is recorded and the final reducer names it.
+    @node(
+        branch=lambda payload: str(payload["number"]),
+        on_error=record_failure("reducer", sender="mapper"),
+    )
     async def mapper(payload: MapInput, runtime: Runtime[PlaitContext]) -> dict:
         key = str(payload["number"])
         item = f"(item {key} of {payload['count']})\n{payload['item']}"
-        call = ask(
+        reply = await ask(
             runtime,
             "mapper",
-            role_prompt("mapper", prompts),
+            _instructions("mapper", prompts),
             user_prompt(payload["instruction"], your_item=item),
         )
-        # No fail policy here: a failed item is recorded and the final reducer names it.
-        return await branch_update(
-            key, "mapper", "reducer", call, keep_going=True, output_key="mapped"
-        )
+        say("mapper", "reducer", "result", reply.value, correlation_id=key)
+        return {"mapped": {key: reply.value}}
 
     async def collect(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:
         plan = state.get("reduce_plan", [])
@@ -279,6 +279,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
             for b, batch in enumerate(plan[-1])
         ]
 
+    @node
     async def reducer(payload: ReduceInput, runtime: Runtime[PlaitContext]) -> dict:
         level, batch, batches = payload["level"], payload["batch"], payload["batches"]
         step = (
@@ -292,23 +293,12 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             "reducer",
-            role_prompt("reducer", prompts),
+            _instructions("reducer", prompts),
             user_prompt(payload["instruction"], **sections),
         )
-        key = f"{level}.{batch}"
-        return {
-            "partials": {key: reply.value},
-            "usage": reply.usage,
-            "log": [
-                envelope(
-                    "reducer",
-                    "reducer" if batches > 1 else "user",
-                    "result",
-                    reply.value,
-                    correlation_id=key,
-                )
-            ],
-        }
+        key, receiver = f"{level}.{batch}", "reducer" if batches > 1 else "user"
+        say("reducer", receiver, "result", reply.value, correlation_id=key)
+        return {"partials": {key: reply.value}}
 
     async def finish(state: MapReduceState) -> dict:
         level, errors = state["levels"], state.get("errors", {})
@@ -335,6 +325,11 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
     builder.add_edge("reducer", "collect")
     builder.add_edge("finish", END)
     return builder
+
+
+def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
+    # This pattern's own roles: an override, else the text above.
+    return (prompts or {}).get(role, PROMPTS[role])
 
 
 def _level_inputs(state: MapReduceState, level: int) -> list[str]:

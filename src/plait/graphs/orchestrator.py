@@ -132,7 +132,11 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
 
     @node(
         branch=lambda payload: payload["subtask"]["id"],
-        on_error=record_failure("synthesizer") if on_branch_error == "continue" else None,
+        on_error=(
+            record_failure("synthesizer", sender=lambda p: p["subtask"]["role"])
+            if on_branch_error == "continue"
+            else None
+        ),
     )
     async def worker(payload: WorkerInput, runtime: Runtime[PlaitContext]) -> dict:
         sub = payload["subtask"]

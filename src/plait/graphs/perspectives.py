@@ -23,9 +23,8 @@ from plait.errors import GraphSetupError, PlaitError
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, run_context, user_prompt
-from plait.nodes.prompts import member_prompt, role_prompt
+from plait.nodes.kit import node, say
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 DEFAULT_PERSPECTIVES = ("technical", "business", "security", "ux")
 
@@ -117,20 +116,20 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
             )
     if len(set(chosen)) != len(chosen):
         raise GraphSetupError(f"perspectives must be distinct, got {', '.join(chosen)}")
-    texts = {**PROMPTS, **(prompts or {})}
 
     async def dispatch(state: PerspectivesState) -> list[Send]:
         return [
             Send("expert", ExpertInput(task=state["task"], perspective=name)) for name in chosen
         ]
 
+    @node
     async def expert(payload: ExpertInput, runtime: Runtime[PlaitContext]) -> dict:
         name = payload["perspective"]
         role = f"{name}_expert"
         call = ask(
             runtime,
             role,
-            member_prompt(role, "expert", texts),
+            _instructions(role, prompts),
             user_prompt(payload["task"], your_perspective=name),
         )
         try:
@@ -142,18 +141,13 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
         except PlaitError as exc:
             failure = exc
         else:
-            return {
-                "analyses": {name: reply.value},
-                "usage": reply.usage,
-                "log": [envelope(role, "chief_architect", "analysis", reply.value)],
-            }
+            say(role, "chief_architect", "analysis", reply.value)
+            return {"analyses": {name: reply.value}}
         if on_branch_error == "fail":
             await run_context(runtime).settle()  # let the other experts' paid calls land
             raise failure
-        return {
-            "errors": {name: str(failure)},
-            "log": [envelope(role, "chief_architect", "failure", str(failure))],
-        }
+        say(role, "chief_architect", "failure", str(failure))
+        return {"errors": {name: str(failure)}}
 
     async def ask_again(state: PerspectivesState) -> list[Send] | str:
         retry = state.get("retry") or []
@@ -161,6 +155,7 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
             Send("expert", ExpertInput(task=state["task"], perspective=n)) for n in retry
         ] or END
 
+    @node
     async def synthesize(state: PerspectivesState, runtime: Runtime[PlaitContext]) -> dict:
         analyses, errors = state.get("analyses", {}), state.get("errors", {})
         missing = "\n".join(
@@ -189,16 +184,12 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
         reply = await ask(
             runtime,
             "chief_architect",
-            role_prompt("chief_architect", texts),
+            _instructions("chief_architect", prompts),
             user_prompt(state["task"], **sections),
         )
+        say("chief_architect", "user", "result", reply.value)
         result = reply.value + (f"\n\nMissing perspectives:\n{missing}" if missing else "")
-        return {
-            "retry": [],
-            "result": result,
-            "usage": reply.usage,
-            "log": [envelope("chief_architect", "user", "result", reply.value)],
-        }
+        return {"retry": [], "result": result}
 
     builder = StateGraph(PerspectivesState, context_schema=PlaitContext)
     builder.add_node("expert", expert, input_schema=ExpertInput)
@@ -207,3 +198,11 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
     builder.add_edge("expert", "chief_architect")
     builder.add_conditional_edges("chief_architect", ask_again, ["expert", END])
     return builder
+
+
+def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
+    """An override, else the text here for ``role``, else the ``expert`` text made its own."""
+    for texts in (prompts or {}, PROMPTS):
+        if role in texts:
+            return texts[role]
+    return _instructions("expert", prompts).replace("{role}", role)

@@ -22,10 +22,9 @@ from plait.graphs.checks import NODE_NAME, check_unique
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, user_prompt
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
-from plait.state.usage import add_usage
 
 Validator = Callable[[str], "str | None"]  # returns the problem, or None when the output is fine
 
@@ -155,9 +154,9 @@ def _stage_node(
 ):
     instructions = stage.instructions or role_prompt(stage.name, prompts)
 
+    @node
     async def run_stage(state: PipelineState, runtime: Runtime[PlaitContext]) -> dict:
         given = {"previous_stage_output": state["stages"][upstream]} if upstream else {}
-        usage: dict = {}
         problem, output = "", ""
         agents = [(stage.name, instructions)] * attempts
         if stage.fallback:
@@ -165,15 +164,11 @@ def _stage_node(
         for role, text in agents:
             retry = {"rejected_output": output, "problem": problem} if problem else {}
             reply = await ask(runtime, role, text, user_prompt(state["task"], **given, **retry))
-            usage = add_usage(usage, reply.usage)
             output = reply.value
             problem = check(output) or ""
             if not problem:
-                update = {
-                    "stages": {stage.name: output},
-                    "usage": usage,
-                    "log": [envelope(role, "next stage", "output", output)],
-                }
+                say(role, "next stage", "output", output)
+                update = {"stages": {stage.name: output}}
                 return {**update, "result": output} if last else update
         raise StageFailed(
             f"stage {stage.name!r} failed validation after {len(agents)} call(s): {problem}"

@@ -17,9 +17,9 @@ from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.human import ask_human
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState
-from plait.state.log import envelope
 
 
 class Review(BaseModel):
@@ -62,16 +62,15 @@ def create_review_graph(
         ``app = create_review_graph(max_iterations=2).compile(checkpointer=saver)``
     """
 
+    @node
     async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask(
             runtime, "researcher", role_prompt("researcher", prompts), user_prompt(state["task"])
         )
-        return {
-            "research": reply.value,
-            "usage": reply.usage,
-            "log": [envelope("researcher", "outliner", "research", reply.value)],
-        }
+        say("researcher", "outliner", "research", reply.value)
+        return {"research": reply.value}
 
+    @node
     async def outline(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask(
             runtime,
@@ -79,12 +78,10 @@ def create_review_graph(
             role_prompt("outliner", prompts),
             user_prompt(state["task"], research=state["research"]),
         )
-        return {
-            "outline": reply.value,
-            "usage": reply.usage,
-            "log": [envelope("outliner", "writer", "outline", reply.value)],
-        }
+        say("outliner", "writer", "outline", reply.value)
+        return {"outline": reply.value}
 
+    @node
     async def write(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask(
             runtime,
@@ -92,56 +89,36 @@ def create_review_graph(
             role_prompt("writer", prompts),
             user_prompt(state["task"], research=state["research"], outline=state["outline"]),
         )
-        return {
-            "draft": reply.value,
-            "iteration": 0,
-            "usage": reply.usage,
-            "log": [envelope("writer", "reviewer", "draft", reply.value)],
-        }
+        say("writer", "reviewer", "draft", reply.value)
+        return {"draft": reply.value, "iteration": 0}
 
+    @node
     async def review(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         if human_review:
             decision = ask_human("Approve this draft?", draft=state["draft"])
+            reviewer = "human"
             verdict = Review(
                 approved=bool(decision.get("approved")),
                 feedback=decision.get("feedback") or decision.get("answer") or "",
             )
-            return {
-                "approved": verdict.approved,
-                "feedback": verdict.feedback,
-                "iteration": state.get("iteration", 0) + 1,
-                "log": [
-                    envelope(
-                        "human",
-                        "writer",
-                        "review",
-                        "approved" if verdict.approved else verdict.feedback,
-                    )
-                ],
-            }
-        reply = await ask_for(
-            runtime,
-            "reviewer",
-            role_prompt("reviewer", prompts),
-            user_prompt(state["task"], draft=state["draft"]),
-            Review,
-        )
-        verdict = reply.value
+        else:
+            reviewer = "reviewer"
+            reply = await ask_for(
+                runtime,
+                "reviewer",
+                role_prompt("reviewer", prompts),
+                user_prompt(state["task"], draft=state["draft"]),
+                Review,
+            )
+            verdict = reply.value
+        say(reviewer, "writer", "review", "approved" if verdict.approved else verdict.feedback)
         return {
             "approved": verdict.approved,
             "feedback": verdict.feedback,
             "iteration": state.get("iteration", 0) + 1,
-            "usage": reply.usage,
-            "log": [
-                envelope(
-                    "reviewer",
-                    "writer",
-                    "review",
-                    "approved" if verdict.approved else verdict.feedback,
-                )
-            ],
         }
 
+    @node
     async def revise(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask(
             runtime,
@@ -149,11 +126,8 @@ def create_review_graph(
             role_prompt("reviser", prompts),
             user_prompt(state["task"], draft=state["draft"], feedback=state["feedback"]),
         )
-        return {
-            "draft": reply.value,
-            "usage": reply.usage,
-            "log": [envelope("reviser", "reviewer", "draft", reply.value)],
-        }
+        say("reviser", "reviewer", "draft", reply.value)
+        return {"draft": reply.value}
 
     async def finalize(state: ReviewState) -> dict:
         rounds = state["iteration"]
@@ -170,8 +144,8 @@ def create_review_graph(
         return "finalize" if done else "revise"
 
     builder = StateGraph(ReviewState, context_schema=PlaitContext)
-    for node in (research, outline, write, review, revise, finalize):
-        builder.add_node(node.__name__, node)
+    for step in (research, outline, write, review, revise, finalize):
+        builder.add_node(step.__name__, step)
     builder.add_edge(START, "research")
     builder.add_edge("research", "outline")
     builder.add_edge("outline", "write")

@@ -23,9 +23,9 @@ from plait.graphs.checks import check_node_names
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState
-from plait.state.log import envelope
 
 DEFAULT_ROUTES = ("data_query", "document_search", "code", "general")
 
@@ -96,18 +96,18 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
         raise GraphSetupError(
             f"fallback {fallback!r} is not a route; choose one of {', '.join(routes)}"
         )
-    merged = {**PROMPTS, **(prompts or {})}
     schema = route_schema(routes)
     rules = (
         f"Routes: {', '.join(routes)}. Reply with exactly one of these names. "
         f"Below confidence {min_confidence:g} the request goes to {fallback}."
     )
 
+    @node
     async def classifier(state: RouterState, runtime: Runtime[PlaitContext]) -> dict:
         reply = await ask_for(
             runtime,
             "classifier",
-            role_prompt("classifier", merged),
+            _instructions("classifier", prompts),
             user_prompt(state["task"], rules=rules),
             schema,
         )
@@ -121,25 +121,22 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
             why = f"confidence {confidence:g} for {known} is below min_confidence {min_confidence}"
         else:
             route, routed_by, why = known, "classifier", reply.value.reason
+        say("classifier", route, "route", f"{routed_by}: {why}")
         return {
             "route": route,
             "routed_by": routed_by,
             "route_reason": why,
             "classification": reply.value.model_dump(),
-            "usage": reply.usage,
-            "log": [envelope("classifier", route, "route", f"{routed_by}: {why}")],
         }
 
     def specialist(route: str):
+        @node
         async def answer(state: RouterState, runtime: Runtime[PlaitContext]) -> dict:
             reply = await ask(
-                runtime, route, role_prompt(route, merged), user_prompt(state["task"])
+                runtime, route, _instructions(route, prompts), user_prompt(state["task"])
             )
-            return {
-                "result": reply.value,
-                "usage": reply.usage,
-                "log": [envelope(route, "user", "result", reply.value)],
-            }
+            say(route, "user", "result", reply.value)
+            return {"result": reply.value}
 
         return answer
 
@@ -151,6 +148,14 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
         builder.add_edge(route, END)
     builder.add_conditional_edges("classifier", _chosen_route, list(routes))
     return builder
+
+
+def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
+    # An override, else this pattern's text, else plait's own for a role it knows (a route
+    # named "writer") or a generic one.
+    if prompts and role in prompts:
+        return prompts[role]
+    return PROMPTS.get(role) or role_prompt(role)
 
 
 def _chosen_route(state: RouterState) -> str:

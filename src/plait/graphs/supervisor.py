@@ -28,9 +28,9 @@ from plait.graphs.checks import check_node_names
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 DEFAULT_SPECIALISTS = ("research", "code", "review", "test")
 FINISH = "finish"
@@ -133,35 +133,39 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         specialists,
         {"supervisor", "synthesizer", FINISH, *SupervisorState.__annotations__},
     )
-    merged = {**PROMPTS, **(prompts or {})}
     plan_schema, decision_schema = decision_schemas(specialists)
     roster = f"Specialists: {', '.join(specialists)}. At most {max_steps} steps in all."
 
     async def supervisor(state: SupervisorState, runtime: Runtime[PlaitContext]) -> Command:
+        update = await plan_or_check(state, runtime)
+        # A stop reason ends the loop; otherwise the update assigned the next step.
+        if "stop_reason" in update:
+            return Command(goto="synthesizer", update=update)
+        return Command(goto=update["steps"][update["current"]]["specialist"], update=update)
+
+    @node
+    async def plan_or_check(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict:
         steps = state.get("steps", {})
         if not steps:
             reply = await ask_for(
                 runtime,
                 "supervisor",
-                role_prompt("supervisor", merged),
+                _instructions("supervisor", prompts),
                 user_prompt(state["task"], rules=roster),
                 plan_schema,
             )
             first, *rest = [s.model_dump() for s in reply.value.steps]
-            return _dispatch(1, first, rest, [], {"usage": reply.usage})
+            return _dispatch(1, first, rest, [], {})
         if len(steps) >= max_steps:
-            return Command(
-                goto="synthesizer",
-                update={
-                    "stop_reason": f"max_steps ({max_steps}) reached; synthesized from "
-                    f"{len(steps)} step(s), the last one unchecked"
-                },
-            )
+            return {
+                "stop_reason": f"max_steps ({max_steps}) reached; synthesized from "
+                f"{len(steps)} step(s), the last one unchecked"
+            }
         current = state["current"]
         reply = await ask_for(
             runtime,
             "supervisor",
-            role_prompt("supervisor", merged),
+            _instructions("supervisor", prompts),
             user_prompt(
                 state["task"],
                 rules=roster,
@@ -173,27 +177,25 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         )
         d = reply.value
         checked = {**steps[current], "ok": d.ok, "problem": "" if d.ok else d.problem}
-        update = {
-            "usage": reply.usage,
-            "steps": {current: checked},
-            "log": [
-                envelope(
-                    "supervisor",
-                    checked["specialist"],
-                    "check",
-                    "ok" if d.ok else d.problem,
-                    correlation_id=current,
-                )
-            ],
-        }
+        say(
+            "supervisor",
+            checked["specialist"],
+            "check",
+            "ok" if d.ok else d.problem,
+            correlation_id=current,
+        )
         if d.next == FINISH:
-            update["stop_reason"] = f"the supervisor finished after {len(steps)} step(s)"
-            return Command(goto="synthesizer", update=update)
+            return {
+                "steps": {current: checked},
+                "stop_reason": f"the supervisor finished after {len(steps)} step(s)",
+            }
         passed = [str(n) for n in dict.fromkeys(d.pass_steps) if str(n) in steps]
         step = {"specialist": d.next, "instruction": d.instruction}
-        return _dispatch(len(steps) + 1, step, [s.model_dump() for s in d.plan], passed, update)
+        plan = [s.model_dump() for s in d.plan]
+        return _dispatch(len(steps) + 1, step, plan, passed, {current: checked})
 
     def specialist(name: str):
+        @node
         async def work(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict:
             number, steps = state["current"], state["steps"]
             earlier = {
@@ -203,15 +205,13 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
             prompt = user_prompt(
                 state["task"], your_instruction=steps[number]["instruction"], **earlier
             )
-            reply = await ask(runtime, name, role_prompt(name, merged), prompt)
-            return {
-                "steps": {number: {**steps[number], "result": reply.value}},
-                "usage": reply.usage,
-                "log": [envelope(name, "supervisor", "result", reply.value, correlation_id=number)],
-            }
+            reply = await ask(runtime, name, _instructions(name, prompts), prompt)
+            say(name, "supervisor", "result", reply.value, correlation_id=number)
+            return {"steps": {number: {**steps[number], "result": reply.value}}}
 
         return work
 
+    @node
     async def synthesizer(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict:
         steps = state.get("steps", {})
         results = "\n\n".join(
@@ -227,14 +227,11 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             "synthesizer",
-            role_prompt("synthesizer", merged),
+            _instructions("synthesizer", prompts),
             user_prompt(state["task"], **sections),
         )
-        return {
-            "result": reply.value,
-            "usage": reply.usage,
-            "log": [envelope("synthesizer", "user", "result", reply.value)],
-        }
+        say("synthesizer", "user", "result", reply.value)
+        return {"result": reply.value}
 
     builder = StateGraph(SupervisorState, context_schema=PlaitContext)
     builder.add_node("supervisor", supervisor, destinations=(*specialists, "synthesizer"))
@@ -247,9 +244,18 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
     return builder
 
 
+def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
+    """An override, else the text here for ``role``, else plait's shared one."""
+    for texts in (prompts or {}, PROMPTS):
+        if role in texts:
+            return texts[role]
+    return role_prompt(role)
+
+
 def _dispatch(
-    number: int, step: dict, plan: list[dict], passed: list[str], update: dict
-) -> Command:
+    number: int, step: dict, plan: list[dict], passed: list[str], steps: dict[str, Step]
+) -> dict:
+    """The update that assigns step ``number`` (and records ``steps``); says so in the log."""
     key = str(number)
     record = Step(
         specialist=step["specialist"],
@@ -258,24 +264,8 @@ def _dispatch(
         ok=None,
         problem="",
     )
-    log = [
-        *update.pop("log", []),
-        envelope(
-            "supervisor", step["specialist"], "assign", step["instruction"], correlation_id=key
-        ),
-    ]
-    steps = {**update.pop("steps", {}), key: record}
-    return Command(
-        goto=step["specialist"],
-        update={
-            **update,
-            "steps": steps,
-            "current": key,
-            "plan": plan,
-            "passed": passed,
-            "log": log,
-        },
-    )
+    say("supervisor", step["specialist"], "assign", step["instruction"], correlation_id=key)
+    return {"steps": {**steps, key: record}, "current": key, "plan": plan, "passed": passed}
 
 
 def _digest(steps: Mapping[str, Step], current: str) -> str:

@@ -17,9 +17,9 @@ demo run is one call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from functools import cache
-from typing import Annotated, Literal
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -32,9 +32,9 @@ from plait.graphs.checks import check_node_names
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
+from plait.nodes.kit import node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
-from plait.state.log import envelope
 
 DEFAULT_AGENTS = ("triage", "researcher", "writer")
 ACTIONS = ("answer", "handoff", "ask_help")  # answer first: the demo model picks the first
@@ -103,7 +103,7 @@ class _MoveRules(BaseModel):
         return self
 
 
-@cache
+@functools.cache
 def move_schema(peers: tuple[str, ...], actions: tuple[str, ...]) -> type[BaseModel]:
     """The active agent's ``Move``, offering only ``actions``; an unknown peer is re-asked.
 
@@ -158,11 +158,11 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
     start = start or agents[0]
     if start not in agents:
         raise GraphSetupError(f"start {start!r} is not an agent; choose one of {', '.join(agents)}")
-    merged = {**PROMPTS, **(prompts or {})}
 
     def agent(name: str):
         peers = tuple(a for a in agents if a != name)
 
+        @_routed
         async def act(state: SwarmState, runtime: Runtime[PlaitContext]) -> Command:
             handoffs, asked = state.get("handoffs", []), state.get("asked", [])
             closed = state.get("closed", "")
@@ -180,16 +180,17 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
             reply = await ask_for(
                 runtime,
                 name,
-                role_prompt(name, merged),
+                _prompt(name, prompts),
                 user_prompt(state["task"], **sections),
                 move_schema(peers, actions),
             )
             move, turn = reply.value, state.get("turn", 0) + 1
-            base = {"usage": reply.usage, "turn": turn, "closed": closed, "asked": []}
+            base = {"turn": turn, "closed": closed, "asked": []}
             if move.action == "answer":
                 reason = f"{name} answered after {len(handoffs)} handoff(s)"
                 if closed:
                     reason = f"{closed}; {name} answered"
+                say(name, "user", "result", move.answer)
                 return Command(
                     goto=END,
                     update={
@@ -197,7 +198,6 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
                         "result": move.answer,
                         "answered_by": name,
                         "stop_reason": reason,
-                        "log": [envelope(name, "user", "result", move.answer)],
                     },
                 )
             if move.action == "handoff":
@@ -205,15 +205,9 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
                 if _bounces(path):
                     # Refuse the handoff and ask the same agent again, with handoffs closed.
                     why = f"ping-pong between {move.to} and {name} cut off"
-                    return Command(
-                        goto=name,
-                        update={
-                            **base,
-                            "asked": asked,
-                            "closed": why,
-                            "log": [envelope(name, move.to, "handoff_refused", why)],
-                        },
-                    )
+                    say(name, move.to, "handoff_refused", why)
+                    return Command(goto=name, update={**base, "asked": asked, "closed": why})
+                say(name, move.to, "handoff", move.summary)
                 return Command(
                     goto=move.to,
                     update={
@@ -223,7 +217,6 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
                             *handoffs,
                             Handoff(sender=name, receiver=move.to, summary=move.summary),
                         ],
-                        "log": [envelope(name, move.to, "handoff", move.summary)],
                     },
                 )
             return ask_peers(name, turn, move.help, state["task"], base)
@@ -231,17 +224,17 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
         return act
 
     def ask_peers(name: str, turn: int, requests: list, task: str, base: dict) -> Command:
+        # Runs inside the asking agent's node, so its envelopes are filed in that node's update.
         sends, declined, load = [], {}, dict.fromkeys(agents, 0)
-        log = []
         for index, req in enumerate(requests, 1):
             rid = f"t{turn}-{index}"
-            log.append(envelope(name, req.peer, "help_request", req.part, correlation_id=rid))
+            say(name, req.peer, "help_request", req.part, correlation_id=rid)
             if load[req.peer] >= capacity:
                 why = f"{req.peer} is at capacity ({capacity} request(s) at a time)"
                 declined[rid] = HelpReply(
                     requester=name, peer=req.peer, part=req.part, reply="", declined=why
                 )
-                log.append(envelope(req.peer, name, "decline", why, correlation_id=rid))
+                say(req.peer, name, "decline", why, correlation_id=rid)
                 continue
             load[req.peer] += 1
             sends.append(
@@ -251,36 +244,26 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
                 )
             )
         ids = [f"t{turn}-{i}" for i in range(1, len(requests) + 1)]
-        return Command(goto=sends, update={**base, "asked": ids, "help": declined, "log": log})
+        return Command(goto=sends, update={**base, "asked": ids, "help": declined})
 
+    @_routed
     async def helper(payload: HelpInput, runtime: Runtime[PlaitContext]) -> Command:
         peer, rid = payload["peer"], payload["id"]
         reply = await ask(
             runtime,
             peer,
-            role_prompt(peer, merged),
+            _prompt(peer, prompts),
             user_prompt(payload["task"], help_with_this_part=payload["part"]),
         )
-        return Command(
-            goto=payload["requester"],
-            update={
-                "usage": reply.usage,
-                "help": {
-                    rid: HelpReply(
-                        requester=payload["requester"],
-                        peer=peer,
-                        part=payload["part"],
-                        reply=reply.value,
-                        declined="",
-                    )
-                },
-                "log": [
-                    envelope(
-                        peer, payload["requester"], "help_reply", reply.value, correlation_id=rid
-                    )
-                ],
-            },
+        say(peer, payload["requester"], "help_reply", reply.value, correlation_id=rid)
+        answered = HelpReply(
+            requester=payload["requester"],
+            peer=peer,
+            part=payload["part"],
+            reply=reply.value,
+            declined="",
         )
+        return Command(goto=payload["requester"], update={"help": {rid: answered}})
 
     builder = StateGraph(SwarmState, context_schema=PlaitContext)
     for name in agents:
@@ -288,6 +271,34 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
     builder.add_node("help", helper, input_schema=HelpInput, destinations=agents)
     builder.add_edge(START, start)
     return builder
+
+
+_GOTO = "__goto__"  # where a routed node's destination rides through the kit's update
+
+
+def _routed(
+    act: Callable[[Any, Any], Awaitable[Command]],
+) -> Callable[[Any, Any], Awaitable[Command]]:
+    """``@node`` for a node that routes with ``Command``: its usage and envelopes are booked
+    into the command's update (the kit itself merges them into a plain update only).
+    """
+
+    @node
+    async def booked(state: Any, runtime: Any) -> dict:
+        command = await act(state, runtime)
+        return {**(command.update or {}), _GOTO: command.goto}
+
+    @functools.wraps(act)
+    async def run(state: Any, runtime: Any) -> Command:
+        update = await booked(state, runtime)
+        return Command(goto=update.pop(_GOTO), update=update)
+
+    return run
+
+
+def _prompt(role: str, prompts: Mapping[str, str] | None) -> str:
+    # An override first, then this pattern's own PROMPTS, then plait's role prompts.
+    return role_prompt(role, prompts if prompts and role in prompts else PROMPTS)
 
 
 def _allowed(has_peers: bool, closed: str, asked: Sequence[str]) -> tuple[str, ...]:

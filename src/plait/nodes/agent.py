@@ -19,8 +19,8 @@ from plait.errors import StructuredOutputError
 from plait.models.context import PlaitContext
 from plait.models.methods import payload
 from plait.nodes.calls import call_model, text_of
+from plait.nodes.kit import node, say
 from plait.nodes.structured import parse_reply
-from plait.state.log import envelope
 from plait.state.usage import AgentUsage, add_usage
 
 T = TypeVar("T")
@@ -154,16 +154,14 @@ def agent_node(
     """
     target = writes or name
 
-    async def node(state: dict[str, Any], runtime: Runtime[PlaitContext]) -> dict[str, Any]:
+    @node
+    async def run(state: dict[str, Any], runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         sections = {key: str(state.get(key, "")) for key in reads}
         reply = await ask(
             runtime, role or name, instructions, user_prompt(state["task"], **sections), agent=name
         )
-        return {
-            target: reply.value,
-            "usage": reply.usage,
-            "log": [envelope(name, "graph", "output", reply.value)],
-        }
+        say(name, "graph", "output", reply.value)
+        return {target: reply.value}
 
-    node.__name__ = name
-    return node
+    run.__name__ = name
+    return run  # type: ignore[no-any-return]  # node() is typed Any

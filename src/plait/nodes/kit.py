@@ -6,6 +6,7 @@ envelope; the wrapper merges both into the update the node returns. A node there
 only what it produced (``{"outputs": {...}}``), and one that forgets nothing cannot make a
 budget under-count after a resume, because budgets are rebuilt from the state's usage.
 
+A node that returns a ``Command`` gets the bookkeeping merged into the command's update.
 For a fan-out branch, ``@node(branch=key_of)`` files the usage under the branch's key as
 well, and ``on_error=record_failure(receiver)`` turns a failure of the branch into a recorded
 one (its error under the key in ``errors``, the usage it had already spent, a ``failure``
@@ -18,8 +19,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+
+from langgraph.types import Command
 
 from plait.errors import PlaitError
 from plait.state.log import Envelope, envelope
@@ -27,17 +30,18 @@ from plait.state.usage import AgentUsage, add_usage, per_branch
 
 Update = dict[str, Any]
 P = TypeVar("P")
-NodeFn = Callable[[P, Any], Awaitable[Update | None]]
+NodeFn = Callable[[P, Any], Awaitable[Update | Command[Any] | None]]
 Failure = Callable[[str, Exception], Update]
 
 
 @dataclass
 class Ledger:
-    """What one run of a node spent and said."""
+    """What one run of a node spent and said, and the input it ran on."""
 
     branch: str | None = None
     usage: dict[str, AgentUsage] = field(default_factory=dict)
     log: list[Envelope] = field(default_factory=list)
+    input: Any = None
 
     def update(self, produced: Mapping[str, Any]) -> Update:
         """``produced`` with this ledger's usage and envelopes merged in."""
@@ -72,17 +76,20 @@ def say(sender: str, receiver: str, kind: str, content: str, *, correlation_id: 
     ledger.log.append(envelope(sender, receiver, kind, content, correlation_id=correlation_id))
 
 
-def record_failure(receiver: str, *, sender: str | None = None) -> Failure:
+def record_failure(receiver: str, *, sender: str | Callable[[Any], str] | None = None) -> Failure:
     """An ``on_error`` policy: record the failed branch and let the run go on.
 
     The branch's error goes under its key in ``errors``, and a ``failure`` envelope from
-    ``sender`` (default: the branch key) to ``receiver``, correlated by the key.
+    ``sender`` to ``receiver``, correlated by the key. ``sender`` is a name, or a function of
+    the branch's input (``lambda payload: payload["subtask"]["role"]``); default: the key.
     """
 
     def failed(key: str, exc: Exception) -> Update:
+        ledger = _current.get()
+        name = sender(ledger.input if ledger else None) if callable(sender) else sender
         return {
             "errors": {key: str(exc)},
-            "log": [envelope(sender or key, receiver, "failure", str(exc), correlation_id=key)],
+            "log": [envelope(name or key, receiver, "failure", str(exc), correlation_id=key)],
         }
 
     return failed
@@ -108,13 +115,15 @@ def node(
         ``@node`` then ``async def critic(state, runtime): return {"critique": (await ask(...)).value}``
     """
 
-    def wrap(inner: NodeFn[P]) -> Callable[[P, Any], Awaitable[Update]]:
+    def wrap(inner: NodeFn[P]) -> Callable[[P, Any], Awaitable[Any]]:
         @functools.wraps(inner)
-        async def run(state: P, runtime: Any = None) -> Update:
-            ledger = Ledger(branch=branch(state) if branch else None)
+        async def run(state: P, runtime: Any = None) -> Any:
+            ledger = Ledger(branch=branch(state) if branch else None, input=state)
             token = _current.set(ledger)
             try:
                 produced = await inner(state, runtime) or {}
+                if isinstance(produced, Command):  # a node that also says where to go next
+                    return replace(produced, update=ledger.update(produced.update or {}))
             except PlaitError as exc:
                 if on_error is None or ledger.branch is None:
                     raise
