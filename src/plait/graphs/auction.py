@@ -193,7 +193,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
             reply = await ask_for(
                 runtime,
                 "planner",
-                _prompt("planner", prompts),
+                role_prompt("planner", prompts, PROMPTS),
                 user_prompt(state["task"], rules=rules),
                 plan,
             )
@@ -217,7 +217,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask_for(
             runtime,
             name,
-            _prompt(name, prompts),
+            role_prompt(name, prompts, PROMPTS),
             _work_prompt(payload, how_to_bid=BID_RULES),
             Bid,
         )
@@ -262,7 +262,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
     @node(branch=lambda payload: payload["lot"]["id"])
     async def execute(payload: ExecuteInput, runtime: Runtime[PlaitContext]) -> dict:
         name, lot = payload["agent"], payload["lot"]
-        reply = await ask(runtime, name, _prompt(name, prompts), _work_prompt(payload))
+        reply = await ask(runtime, name, role_prompt(name, prompts, PROMPTS), _work_prompt(payload))
         say(name, "auctioneer", "result", reply.value, correlation_id=lot["id"])
         return {"outputs": {lot["id"]: reply.value}}
 
@@ -287,7 +287,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask(
             runtime,
             "synthesizer",
-            _prompt("synthesizer", prompts),
+            role_prompt("synthesizer", prompts, PROMPTS),
             user_prompt(state["task"], subtask_results=results),
         )
         say("synthesizer", "user", "result", reply.value)
@@ -306,11 +306,6 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
     builder.add_edge("execute", "finish")
     builder.add_edge("finish", END)
     return builder
-
-
-def _prompt(role: str, prompts: Mapping[str, str] | None) -> str:
-    # An override first, then this pattern's own PROMPTS, then plait's role prompts.
-    return role_prompt(role, prompts if prompts and role in prompts else PROMPTS)
 
 
 def _work_prompt(payload: BidInput | ExecuteInput, **sections: str) -> str:

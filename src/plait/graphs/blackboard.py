@@ -215,7 +215,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             spec.name,
-            spec.instructions or _prompt(spec.name, prompts),
+            spec.instructions or role_prompt(spec.name, prompts, PROMPTS),
             user_prompt(payload["task"], **sections, your_entry=wanted),
         )
         say(spec.name, "board", "write", reply.value, correlation_id=spec.writes)
@@ -284,7 +284,7 @@ async def _settle(runtime, policy, prompts, task, entry, candidates, by_name):
         reply = await ask(
             runtime,
             "merger",
-            _prompt("merger", prompts),
+            role_prompt("merger", prompts, PROMPTS),
             user_prompt(task, entry=entry, contributions=offers),
         )
         return "merger", reply.value, f"merged the writes of {', '.join(names)}"
@@ -296,7 +296,7 @@ async def _settle(runtime, policy, prompts, task, entry, candidates, by_name):
     reply = await ask_for(
         runtime,
         "controller",
-        _prompt("controller", prompts),
+        role_prompt("controller", prompts, PROMPTS),
         user_prompt(task, entry=entry, contributions=offers),
         ruling,
     )
@@ -307,11 +307,6 @@ async def _settle(runtime, policy, prompts, task, entry, candidates, by_name):
         value,
         f"{', '.join(names)} wrote {entry!r}; the controller kept {kept}: {reply.value.reason}",
     )
-
-
-def _prompt(role: str, prompts: Mapping[str, str] | None) -> str:
-    # An override first, then this pattern's own PROMPTS, then plait's role prompts.
-    return role_prompt(role, prompts if prompts and role in prompts else PROMPTS)
 
 
 def _last_rounds(state: BlackboardState) -> dict[str, int]:

@@ -251,7 +251,7 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
         prompt = user_prompt(state["task"], rules=plan_rules)
         for _ in range(plan_attempts):
             reply = await ask_for(
-                runtime, "planner", _instructions("planner", prompts), prompt, schema
+                runtime, "planner", role_prompt("planner", prompts, PROMPTS), prompt, schema
             )
             subtasks = [_as_subtask(step) for step in reply.value.subtasks]
             problems = plan_problems(subtasks)
@@ -313,7 +313,7 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             reply = await ask(
                 runtime,
                 sub["role"],
-                _instructions(sub["role"], prompts),
+                role_prompt(sub["role"], prompts, PROMPTS),
                 user_prompt(payload["task"], **sections),
             )
         except PlaitError as exc:
@@ -341,7 +341,7 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask(
             runtime,
             "synthesizer",
-            _instructions("synthesizer", prompts),
+            role_prompt("synthesizer", prompts, PROMPTS),
             user_prompt(state["task"], subtask_results=results),
         )
         missing = [f"{s['id']} {report(s)}" for s in state["subtasks"] if s["id"] not in outputs]
@@ -360,14 +360,6 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
     builder.add_edge("worker", "scheduler")
     builder.add_edge("synthesizer", END)
     return builder
-
-
-def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
-    """An override, else the text here for ``role``, else plait's shared one."""
-    for texts in (prompts or {}, PROMPTS):
-        if role in texts:
-            return texts[role]
-    return role_prompt(role)
 
 
 def _as_subtask(step: BaseModel) -> DagSubtask:

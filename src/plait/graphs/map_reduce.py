@@ -27,6 +27,7 @@ from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, run_context, user_prompt
 from plait.nodes.kit import node, record_failure, say
+from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 
 # With no --input the task text is the document, so the agents need an instruction of their own.
@@ -218,7 +219,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             "mapper",
-            _instructions("mapper", prompts),
+            role_prompt("mapper", prompts, PROMPTS),
             user_prompt(payload["instruction"], your_item=item),
         )
         say("mapper", "reducer", "result", reply.value, correlation_id=key)
@@ -293,7 +294,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             "reducer",
-            _instructions("reducer", prompts),
+            role_prompt("reducer", prompts, PROMPTS),
             user_prompt(payload["instruction"], **sections),
         )
         key, receiver = f"{level}.{batch}", "reducer" if batches > 1 else "user"
@@ -325,11 +326,6 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
     builder.add_edge("reducer", "collect")
     builder.add_edge("finish", END)
     return builder
-
-
-def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
-    # This pattern's own roles: an override, else the text above.
-    return (prompts or {}).get(role, PROMPTS[role])
 
 
 def _level_inputs(state: MapReduceState, level: int) -> list[str]:

@@ -107,7 +107,7 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask_for(
             runtime,
             "classifier",
-            _instructions("classifier", prompts),
+            role_prompt("classifier", prompts, PROMPTS),
             user_prompt(state["task"], rules=rules),
             schema,
         )
@@ -133,7 +133,7 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
         @node
         async def answer(state: RouterState, runtime: Runtime[PlaitContext]) -> dict:
             reply = await ask(
-                runtime, route, _instructions(route, prompts), user_prompt(state["task"])
+                runtime, route, role_prompt(route, prompts, PROMPTS), user_prompt(state["task"])
             )
             say(route, "user", "result", reply.value)
             return {"result": reply.value}
@@ -148,14 +148,6 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
         builder.add_edge(route, END)
     builder.add_conditional_edges("classifier", _chosen_route, list(routes))
     return builder
-
-
-def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
-    # An override, else this pattern's text, else plait's own for a role it knows (a route
-    # named "writer") or a generic one.
-    if prompts and role in prompts:
-        return prompts[role]
-    return PROMPTS.get(role) or role_prompt(role)
 
 
 def _chosen_route(state: RouterState) -> str:

@@ -150,7 +150,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
             reply = await ask_for(
                 runtime,
                 "supervisor",
-                _instructions("supervisor", prompts),
+                role_prompt("supervisor", prompts, PROMPTS),
                 user_prompt(state["task"], rules=roster),
                 plan_schema,
             )
@@ -165,7 +165,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         reply = await ask_for(
             runtime,
             "supervisor",
-            _instructions("supervisor", prompts),
+            role_prompt("supervisor", prompts, PROMPTS),
             user_prompt(
                 state["task"],
                 rules=roster,
@@ -205,7 +205,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
             prompt = user_prompt(
                 state["task"], your_instruction=steps[number]["instruction"], **earlier
             )
-            reply = await ask(runtime, name, _instructions(name, prompts), prompt)
+            reply = await ask(runtime, name, role_prompt(name, prompts, PROMPTS), prompt)
             say(name, "supervisor", "result", reply.value, correlation_id=number)
             return {"steps": {number: {**steps[number], "result": reply.value}}}
 
@@ -227,7 +227,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         reply = await ask(
             runtime,
             "synthesizer",
-            _instructions("synthesizer", prompts),
+            role_prompt("synthesizer", prompts, PROMPTS),
             user_prompt(state["task"], **sections),
         )
         say("synthesizer", "user", "result", reply.value)
@@ -242,14 +242,6 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
     builder.add_edge(START, "supervisor")
     builder.add_edge("synthesizer", END)
     return builder
-
-
-def _instructions(role: str, prompts: Mapping[str, str] | None) -> str:
-    """An override, else the text here for ``role``, else plait's shared one."""
-    for texts in (prompts or {}, PROMPTS):
-        if role in texts:
-            return texts[role]
-    return role_prompt(role)
 
 
 def _dispatch(

@@ -180,7 +180,7 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
             reply = await ask_for(
                 runtime,
                 name,
-                _prompt(name, prompts),
+                role_prompt(name, prompts, PROMPTS),
                 user_prompt(state["task"], **sections),
                 move_schema(peers, actions),
             )
@@ -252,7 +252,7 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
         reply = await ask(
             runtime,
             peer,
-            _prompt(peer, prompts),
+            role_prompt(peer, prompts, PROMPTS),
             user_prompt(payload["task"], help_with_this_part=payload["part"]),
         )
         say(peer, payload["requester"], "help_reply", reply.value, correlation_id=rid)
@@ -294,11 +294,6 @@ def _routed(
         return Command(goto=update.pop(_GOTO), update=update)
 
     return run
-
-
-def _prompt(role: str, prompts: Mapping[str, str] | None) -> str:
-    # An override first, then this pattern's own PROMPTS, then plait's role prompts.
-    return role_prompt(role, prompts if prompts and role in prompts else PROMPTS)
 
 
 def _allowed(has_peers: bool, closed: str, asked: Sequence[str]) -> tuple[str, ...]:

@@ -35,10 +35,17 @@ ROLE_PROMPTS: dict[str, str] = {
 }
 
 
-def role_prompt(role: str, overrides: Mapping[str, str] | None = None) -> str:
-    """The instructions for ``role``: an override, the built-in text, or a generic one."""
-    if overrides and role in overrides:
-        return overrides[role]
+def role_prompt(
+    role: str,
+    overrides: Mapping[str, str] | None = None,
+    defaults: Mapping[str, str] | None = None,
+) -> str:
+    """The instructions for ``role``: a user's override, else the pattern's own text
+    (``defaults``), else plait's shared text for the role, else a generic one.
+    """
+    for texts in (overrides or {}, defaults or {}):
+        if role in texts:
+            return texts[role]
     return ROLE_PROMPTS.get(role, f"You are the {role}. Do the part of the task your role names.")
 
 
