@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 
-def _option_rows(name: str) -> list[dict]:
+def _option_rows(name: str) -> list[dict[str, Any]]:
     """A graph's options then the run options, from the factory's signature (a prebuilt
     graph's, or an authored ``file.py:attr`` / ``module:attr`` factory's).
     """
@@ -40,7 +40,7 @@ def _is_graph(target: object) -> bool:
     return isinstance(target, StateGraph | Pregel)
 
 
-def _limits(row: dict) -> str:
+def _limits(row: dict[str, Any]) -> str:
     signs = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
     parts = [f"{sign} {row[key]:g}" for key, sign in signs if key in row]
     if "min_length" in row:

@@ -111,6 +111,10 @@ class ExecuteInput(TypedDict):
     divided: bool
 
 
+def _lot_id(payload: ExecuteInput) -> str:
+    return payload["lot"]["id"]
+
+
 def rejection(bid: Bid) -> str | None:
     """Say why a bid is invalid, or None when it may win."""
     if not bid.willing:
@@ -158,7 +162,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         str, Field(description="agent that takes work nobody bid validly for (empty: none)")
     ] = "",
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[AuctionState, PlaitContext]:
     """Bidders bid for the task (or each subtask); the lowest cost per capability wins and
     does it.
 
@@ -171,7 +175,12 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
 
     """
     bidders = tuple(bidders)
-    if not bidders or not all(isinstance(b, str) and b.strip() for b in bidders):
+    # isinstance is a guard only: @validated already refuses a bidder that is not text.
+    if (
+        not bidders
+        or not all(isinstance(b, str) for b in bidders)
+        or not all(b.strip() for b in bidders)
+    ):
         raise GraphSetupError(f"an auction needs at least one named bidder, got {list(bidders)}")
     check_unique("bidder", bidders)
     check_subtask_range(min_subtasks, max_subtasks)
@@ -183,11 +192,11 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
     )
     plan = create_model(
         "Split",
-        subtasks=(list[subtask], Field(min_length=min_subtasks, max_length=max_subtasks)),  # type: ignore[valid-type]
+        subtasks=(list[subtask], Field(min_length=min_subtasks, max_length=max_subtasks)),
     )
 
     @node
-    async def announce(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
+    async def announce(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         if decompose:
             rules = f"Use between {min_subtasks} and {max_subtasks} subtasks."
             reply = await ask_for(
@@ -197,7 +206,8 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
                 user_prompt(state["task"], rules=rules),
                 plan,
             )
-            lots = _unique_ids([s.model_dump() for s in reply.value.subtasks])
+            split: Any = reply.value  # a create_model class: mypy cannot see its fields
+            lots = _unique_ids([s.model_dump() for s in split.subtasks])
         else:
             lots = [Lot(id=WHOLE_TASK, description=state["task"])]
         for lot in lots:
@@ -212,7 +222,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         ]
 
     @node
-    async def bid(payload: BidInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def bid(payload: BidInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         name, lot = payload["bidder"], payload["lot"]
         reply = await ask_for(
             runtime,
@@ -226,7 +236,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         return {"bids": {lot["id"]: {name: offer.model_dump()}}}
 
     @node
-    async def award(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
+    async def award(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         awards = {}
         for lot in state["lots"]:
             offers = {name: Bid(**b) for name, b in state["bids"].get(lot["id"], {}).items()}
@@ -259,15 +269,15 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         return sends or "finish"
 
     # No on_error: a failed lot stops the run; resume re-runs the lots not done.
-    @node(branch=lambda payload: payload["lot"]["id"])
-    async def execute(payload: ExecuteInput, runtime: Runtime[PlaitContext]) -> dict:
+    @node(branch=_lot_id)  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+    async def execute(payload: ExecuteInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         name, lot = payload["agent"], payload["lot"]
         reply = await ask(runtime, name, role_prompt(name, prompts, PROMPTS), _work_prompt(payload))
         say(name, "auctioneer", "result", reply.value, correlation_id=lot["id"])
         return {"outputs": {lot["id"]: reply.value}}
 
     @node
-    async def finish(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict:
+    async def finish(state: AuctionState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         lots, awards, outputs = state["lots"], state["awards"], state.get("outputs", {})
         untaken = [lot for lot in lots if awards[lot["id"]]["how"] == "none"]
         reason = _stop_reason(lots, awards, state["bids"])

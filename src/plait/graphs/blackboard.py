@@ -19,7 +19,7 @@ which.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -150,7 +150,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         ),
     ] = "priority",
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[BlackboardState, PlaitContext]:
     """Knowledge sources write entries on a shared board, in parallel rounds, until the
     goal entry is there.
 
@@ -166,7 +166,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
     by_name = {s.name: s for s in chosen}
 
     @node
-    async def controller(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict:
+    async def controller(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         board, done = state.get("board", {}), state.get("round", 0)
         ready = eligible(chosen, board, _last_rounds(state))
         if goal in board:
@@ -208,7 +208,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         ]
 
     @node
-    async def source(payload: SourceInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def source(payload: SourceInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         spec = by_name[payload["source"]]
         sections = {f"board_entry_{name}": value for name, value in payload["entries"].items()}
         wanted = f"Write the board entry {spec.writes!r}. Reply with its value only."
@@ -223,7 +223,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         return {"proposals": {spec.name: proposal}}
 
     @node
-    async def resolve(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict:
+    async def resolve(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         now = state["round"]
         writes: dict[str, list[tuple[str, str]]] = {}
         for spec in chosen:  # declaration order, so priority ties are deterministic
@@ -247,7 +247,7 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
         return {"board": board}
 
     @node
-    async def finish(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict:
+    async def finish(state: BlackboardState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         board = state.get("board", {})
         listing = _render(board)
         if goal in board:
@@ -270,7 +270,18 @@ def create_blackboard_graph(  # noqa: D417 (options: see their Field description
     return builder
 
 
-async def _settle(runtime, policy, prompts, task, entry, candidates, by_name):
+ConflictPolicy = Literal["priority", "merge", "escalate"]
+
+
+async def _settle(
+    runtime: Runtime[PlaitContext],
+    policy: ConflictPolicy,
+    prompts: Mapping[str, str] | None,
+    task: str,
+    entry: str,
+    candidates: list[tuple[str, str]],
+    by_name: Mapping[str, KnowledgeSource],
+) -> tuple[str, str, str]:
     """One entry's write for this round: ``(author, value, conflict note or "")``."""
     if len(candidates) == 1:
         author, value = candidates[0]
@@ -288,24 +299,26 @@ async def _settle(runtime, policy, prompts, task, entry, candidates, by_name):
             user_prompt(task, entry=entry, contributions=offers),
         )
         return "merger", reply.value, f"merged the writes of {', '.join(names)}"
+    source_name: Any = Literal[tuple(names)]  # a Literal built at run time
     ruling = create_model(
         "Ruling",
-        keep=(Literal[tuple(names)], Field(description="the source whose value the board keeps")),  # type: ignore[valid-type]
+        keep=(source_name, Field(description="the source whose value the board keeps")),
         reason=(str, Field(description="why, in one sentence")),
     )
-    reply = await ask_for(
+    verdict = await ask_for(
         runtime,
         "controller",
         role_prompt("controller", prompts, PROMPTS),
         user_prompt(task, entry=entry, contributions=offers),
         ruling,
     )
-    kept = reply.value.keep
+    decision: Any = verdict.value  # a create_model class: mypy cannot see its fields
+    kept: str = decision.keep
     value = dict(candidates)[kept]
     return (
         kept,
         value,
-        f"{', '.join(names)} wrote {entry!r}; the controller kept {kept}: {reply.value.reason}",
+        f"{', '.join(names)} wrote {entry!r}; the controller kept {kept}: {decision.reason}",
     )
 
 
@@ -333,7 +346,12 @@ def _render(board: Mapping[str, Entry]) -> str:
     )
 
 
-def _check(sources, goal, max_rounds, policy) -> list[KnowledgeSource]:
+def _check(
+    sources: Iterable[KnowledgeSource | Mapping[str, Any]],
+    goal: str,
+    max_rounds: int,
+    policy: ConflictPolicy,
+) -> list[KnowledgeSource]:
     chosen = [_source(s) for s in sources]
     if not chosen:
         raise GraphSetupError("a blackboard needs at least one knowledge source")
@@ -368,13 +386,18 @@ def _source(item: KnowledgeSource | Mapping[str, Any]) -> KnowledgeSource:
             f"a source must be an object with keys name, needs, writes, instructions, priority: "
             f"{exc}"
         ) from None
-    needs = source.needs
+    # A dataclass does not check its fields' types and a source may come from JSON, so each
+    # field is read as a plain object here.
+    name: object = source.name
+    writes: object = source.writes
+    needs: object = source.needs
+    priority: object = source.priority
     well_typed = (
-        isinstance(source.name, str)
-        and isinstance(source.writes, str)
+        isinstance(name, str)
+        and isinstance(writes, str)
         and not isinstance(needs, str)
-        and all(isinstance(n, str) for n in needs)
-        and isinstance(source.priority, int)
+        and all(isinstance(n, str) for n in source.needs)
+        and isinstance(priority, int)
     )
     if not well_typed:
         raise GraphSetupError(
@@ -382,5 +405,5 @@ def _source(item: KnowledgeSource | Mapping[str, Any]) -> KnowledgeSource:
             "and priority an integer"
         )
     return KnowledgeSource(
-        source.name, tuple(needs), source.writes, source.instructions, source.priority
+        source.name, tuple(source.needs), source.writes, source.instructions, source.priority
     )

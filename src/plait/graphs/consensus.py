@@ -193,7 +193,7 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
         Field(ge=0, description="re-vote rounds after the first vote while there is no consensus"),
     ] = 2,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[ConsensusState, PlaitContext]:
     """Voters vote in parallel; the tally is re-voted until consensus or the last round.
 
     Every voter is the role ``voter`` (one model serves them all; usage is recorded per voter
@@ -227,7 +227,7 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
         ]
 
     @node
-    async def voter(payload: VoterInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def voter(payload: VoterInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         name, number = payload["voter"], payload["round"]
         sections = {}
         if number > 1:
@@ -255,7 +255,7 @@ def create_consensus_graph(  # noqa: D417 (options: see their Field descriptions
         say(name, "tally", "vote", _vote_line(record), correlation_id=key)
         return {"votes": {key: record}}
 
-    async def count(state: ConsensusState) -> dict:
+    async def count(state: ConsensusState) -> dict[str, Any]:
         done = state.get("round", 0) + 1
         ballots = _round_votes(state.get("votes", {}), done, names)
         counted = tally(ballots, method=method, quorum=quorum, threshold=threshold)

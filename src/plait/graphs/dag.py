@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -61,10 +61,14 @@ class DagWorkerInput(TypedDict):
     dependency_outputs: str
 
 
+def _subtask_id(payload: DagWorkerInput) -> str:
+    return payload["subtask"]["id"]
+
+
 # Pure plan checks. Subtasks are dicts with "id" and "depends_on".
 
 
-def duplicate_ids(subtasks: Sequence[Mapping]) -> list[str]:
+def duplicate_ids(subtasks: Sequence[Mapping[str, Any]]) -> list[str]:
     """Ids used by more than one subtask, in plan order."""
     seen: set[str] = set()
     duplicates: list[str] = []
@@ -75,19 +79,19 @@ def duplicate_ids(subtasks: Sequence[Mapping]) -> list[str]:
     return duplicates
 
 
-def unknown_dependencies(subtasks: Sequence[Mapping]) -> dict[str, list[str]]:
+def unknown_dependencies(subtasks: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """For each subtask that names ids no subtask has, those ids."""
     ids = {sub["id"] for sub in subtasks}
     unknown = {sub["id"]: [d for d in sub["depends_on"] if d not in ids] for sub in subtasks}
     return {sid: deps for sid, deps in unknown.items() if deps}
 
 
-def self_dependencies(subtasks: Sequence[Mapping]) -> list[str]:
+def self_dependencies(subtasks: Sequence[Mapping[str, Any]]) -> list[str]:
     """Ids of subtasks that depend on themselves."""
     return [sub["id"] for sub in subtasks if sub["id"] in sub["depends_on"]]
 
 
-def find_cycle(subtasks: Sequence[Mapping]) -> list[str] | None:
+def find_cycle(subtasks: Sequence[Mapping[str, Any]]) -> list[str] | None:
     """One dependency cycle as a path that ends where it starts, or None.
 
     ``["s1", "s3", "s1"]`` means s1 depends on s3, which depends on s1. Self and unknown
@@ -114,7 +118,7 @@ def find_cycle(subtasks: Sequence[Mapping]) -> list[str] | None:
     return None
 
 
-def plan_problems(subtasks: Sequence[Mapping]) -> list[str]:
+def plan_problems(subtasks: Sequence[Mapping[str, Any]]) -> list[str]:
     """Everything that stops a plan from running, each worded to send back to the planner."""
     problems = []
     if any(not sub["id"] for sub in subtasks):
@@ -137,7 +141,7 @@ def plan_problems(subtasks: Sequence[Mapping]) -> list[str]:
 
 
 def ready_subtasks(
-    subtasks: Sequence[Mapping], done: Collection[str], excluded: Collection[str] = ()
+    subtasks: Sequence[Mapping[str, Any]], done: Collection[str], excluded: Collection[str] = ()
 ) -> list[str]:
     """Ids, in plan order, of the subtasks not done or excluded whose dependencies are all done."""
     return [
@@ -149,7 +153,7 @@ def ready_subtasks(
     ]
 
 
-def compute_waves(subtasks: Sequence[Mapping]) -> list[list[str]]:
+def compute_waves(subtasks: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     """The waves a valid plan runs in: each wave is every subtask whose dependencies ran before.
 
     Raises:
@@ -167,7 +171,9 @@ def compute_waves(subtasks: Sequence[Mapping]) -> list[list[str]]:
     return waves
 
 
-def skipped_after_failures(subtasks: Sequence[Mapping], failed: Collection[str]) -> dict[str, str]:
+def skipped_after_failures(
+    subtasks: Sequence[Mapping[str, Any]], failed: Collection[str]
+) -> dict[str, str]:
     """Subtasks that cannot run because a dependency failed or was itself skipped, with why."""
     skipped: dict[str, str] = {}
     changed = True
@@ -198,7 +204,7 @@ def dag_plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int)
     )
     return create_model(
         "DagPlan",
-        subtasks=(list[dag_step], Field(min_length=min_subtasks, max_length=max_subtasks)),  # type: ignore[valid-type]
+        subtasks=(list[dag_step], Field(min_length=min_subtasks, max_length=max_subtasks)),
     )
 
 
@@ -225,7 +231,7 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
         ),
     ] = 3,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[DagState, PlaitContext]:
     """Subtasks with dependencies run in waves, each sent only its dependencies' outputs.
 
     Args:
@@ -247,13 +253,16 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
     )
 
     @node
-    async def planner(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
+    async def planner(state: DagState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         prompt = user_prompt(state["task"], rules=plan_rules)
+        subtasks: list[DagSubtask] = []
+        problems: list[str] = []
         for _ in range(plan_attempts):
             reply = await ask_for(
                 runtime, "planner", role_prompt("planner", prompts, PROMPTS), prompt, schema
             )
-            subtasks = [_as_subtask(step) for step in reply.value.subtasks]
+            plan: Any = reply.value  # a create_model class: mypy cannot see its fields
+            subtasks = [_as_subtask(step) for step in plan.subtasks]
             problems = plan_problems(subtasks)
             if not problems:
                 break
@@ -271,13 +280,13 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             say("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
         return {"subtasks": subtasks, "waves": compute_waves(subtasks)}
 
-    async def scheduler(state: DagState) -> dict:
+    async def scheduler(state: DagState) -> dict[str, Any]:
         subtasks = state["subtasks"]
         done = set(state.get("outputs", {}))
         failed = {s["id"] for s in subtasks if s["id"] in state.get("errors", {})}
         skipped = skipped_after_failures(subtasks, failed)
         ready = ready_subtasks(subtasks, done, failed | set(skipped))
-        update: dict = {"ready": ready, "skipped": skipped}
+        update: dict[str, Any] = {"ready": ready, "skipped": skipped}
         if ready:
             update["wave"] = state.get("wave", 0) + 1
         else:
@@ -303,8 +312,8 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             for sid in state["ready"]
         ]
 
-    @node(branch=lambda payload: payload["subtask"]["id"])
-    async def worker(payload: DagWorkerInput, runtime: Runtime[PlaitContext]) -> dict:
+    @node(branch=_subtask_id)  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+    async def worker(payload: DagWorkerInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         sub = payload["subtask"]
         sections = {"your_subtask": sub["description"]}
         if payload["dependency_outputs"]:
@@ -326,7 +335,7 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
         return {"outputs": {sub["id"]: reply.value}}
 
     @node
-    async def synthesizer(state: DagState, runtime: Runtime[PlaitContext]) -> dict:
+    async def synthesizer(state: DagState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
         skipped = state.get("skipped", {})
 
@@ -364,11 +373,12 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
 
 def _as_subtask(step: BaseModel) -> DagSubtask:
     # Ids are compared as written, so stray spaces or repeats must not make a plan invalid.
-    deps = [d.strip() for d in step.depends_on if d.strip()]  # type: ignore[attr-defined]
+    planned: Any = step  # a create_model class: mypy cannot see its fields
+    deps = [d.strip() for d in planned.depends_on if d.strip()]
     return DagSubtask(
-        id=step.id.strip(),
-        role=step.role,  # type: ignore[attr-defined]
-        description=step.description,  # type: ignore[attr-defined]
+        id=planned.id.strip(),
+        role=planned.role,
+        description=planned.description,
         depends_on=list(dict.fromkeys(deps)),
     )
 

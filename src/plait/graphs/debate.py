@@ -10,8 +10,8 @@ to the judge as missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -67,7 +67,7 @@ class DebateState(CommonState, total=False):
     # round's argument is still stored once, as its debater's write in that round.
     arguments: Annotated[dict[str, Argument], merge_by_key]
     round: int  # rounds completed
-    decision: dict
+    decision: dict[str, Any]
     stop_reason: str
 
 
@@ -115,7 +115,7 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
         ),
     ] = "continue",
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[DebateState, PlaitContext]:
     """Debaters argue distinct positions in parallel, rebut each other, and a judge
     decides.
 
@@ -149,7 +149,7 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
         ]
 
     @node
-    async def debater(payload: DebaterInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def debater(payload: DebaterInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         name, number = payload["debater"], payload["round"]
         key = f"r{number}/{name}"
         sections = {"your_position": payload["position"]}
@@ -177,7 +177,7 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
         say(name, "debaters", "argument", reply.value, correlation_id=key)
         return {"arguments": {name: argument}}
 
-    async def close_round(state: DebateState) -> dict:
+    async def close_round(state: DebateState) -> dict[str, Any]:
         done = state.get("round", 0) + 1
         standing = _arguments_of_round(state, done, names)
         if not standing:
@@ -211,7 +211,7 @@ def create_debate_graph(  # noqa: D417 (options: see their Field descriptions)
         ]
 
     @node
-    async def judge(state: DebateState, runtime: Runtime[PlaitContext]) -> dict:
+    async def judge(state: DebateState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         latest = _latest_arguments(state, names)
         missing = _missing(state, stances, latest)
         if not latest:
@@ -303,7 +303,7 @@ def _missing(state: DebateState, stances: dict[str, str], latest: list[Argument]
     return "\n".join(lines)
 
 
-def _render(arguments) -> str:
+def _render(arguments: Iterable[Argument]) -> str:
     return "\n\n".join(
         f"[{a['debater']} · position: {a['position']} · round {a['round']}]\n{a['text']}"
         for a in arguments

@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from langgraph.pregel import Pregel
 
 from plait.errors import GraphSetupError, OptionError, PlaitError, UsageError
 from plait.graphs.registry import RUN_OPTIONS, get_entry
+
+# Any graph a factory builds: its state, context and input/output schemas vary by graph.
+CompiledGraph = Pregel[Any, Any, Any, Any]
 
 RUN_OPTION_NAMES = {opt.name for opt in RUN_OPTIONS}
 
@@ -86,10 +90,10 @@ def parse_free_options(pairs: list[str]) -> dict[str, Any]:
 def build_graph(
     ref: str,
     options: dict[str, Any],
-    checkpointer: BaseCheckpointSaver | None,
+    checkpointer: BaseCheckpointSaver[Any] | None,
     *,
     approve_before: list[str] | tuple[str, ...] = (),
-) -> Pregel:
+) -> CompiledGraph:
     """Build and compile the graph ``ref`` names, with ``options`` (run options excluded).
 
     ``approve_before`` names nodes the run pauses before, for a person's approval. Compiled
@@ -118,7 +122,7 @@ def build_graph(
 
 
 _COMPILED_KEPT = 64
-_compiled: dict[tuple, Pregel] = {}
+_compiled: dict[tuple[Any, ...], CompiledGraph] = {}
 
 
 def _source_version(ref: str) -> float | None:
@@ -131,8 +135,9 @@ def _source_version(ref: str) -> float | None:
         return None
 
 
-def _compile(ref: str, options: dict[str, Any], approve_before: tuple[str, ...]) -> Pregel:
+def _compile(ref: str, options: dict[str, Any], approve_before: tuple[str, ...]) -> CompiledGraph:
     graph_options = {k: v for k, v in options.items() if k not in RUN_OPTION_NAMES}
+    target: object
     if is_reference(ref):
         target = _import_reference(ref)
         label = ref
@@ -163,6 +168,7 @@ def _compile(ref: str, options: dict[str, Any], approve_before: tuple[str, ...])
 
 
 def _call_factory(factory: Any, options: dict[str, Any], label: str) -> Any:
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):

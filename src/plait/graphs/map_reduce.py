@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -62,6 +62,10 @@ class MapInput(TypedDict):
     number: int
     count: int
     item: str
+
+
+def _item_number(payload: MapInput) -> str:
+    return str(payload["number"])
 
 
 class ReduceInput(TypedDict):
@@ -174,7 +178,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         ),
     ] = 12000,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[MapReduceState, PlaitContext]:
     """One mapper per item (lines, JSON array or document chunks), then reduce in levels.
 
     Args:
@@ -184,7 +188,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         ``app = create_map_reduce_graph(mode="document", chunk_size=2000).compile()``
     """
 
-    async def split(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:
+    async def split(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         if "input" in state:
             instruction, items = state["task"], parse_items(state["input"], mode, chunk_size)
         else:
@@ -209,11 +213,11 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         ]
 
     # No fail policy here: a failed item is recorded and the final reducer names it.
-    @node(
-        branch=lambda payload: str(payload["number"]),
+    @node(  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+        branch=_item_number,
         on_error=record_failure("reducer", sender="mapper"),
     )
-    async def mapper(payload: MapInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def mapper(payload: MapInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         key = str(payload["number"])
         item = f"(item {key} of {payload['count']})\n{payload['item']}"
         reply = await ask(
@@ -225,7 +229,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         say("mapper", "reducer", "result", reply.value, correlation_id=key)
         return {"mapped": {key: reply.value}}
 
-    async def collect(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict:
+    async def collect(state: MapReduceState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         plan = state.get("reduce_plan", [])
         if plan and len(plan[-1]) == 1:
             return {}  # the last level was a single batch: its output is the answer
@@ -281,7 +285,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         ]
 
     @node
-    async def reducer(payload: ReduceInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def reducer(payload: ReduceInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         level, batch, batches = payload["level"], payload["batch"], payload["batches"]
         step = (
             f"final (level {level})"
@@ -301,7 +305,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         say("reducer", receiver, "result", reply.value, correlation_id=key)
         return {"partials": {key: reply.value}}
 
-    async def finish(state: MapReduceState) -> dict:
+    async def finish(state: MapReduceState) -> dict[str, Any]:
         level, errors = state["levels"], state.get("errors", {})
         missing = sorted(int(key) for key in errors if key not in state.get("mapped", {}))
         note = f"\n\nMissing items (their mapper failed): {_failures(state)}" if missing else ""

@@ -63,6 +63,7 @@ def parse_run_option(name: str, raw: str) -> Any:
 
 @functools.cache
 def _model(factory: Callable[..., Any]) -> type[BaseModel]:
+    params: Iterable[inspect.Parameter]
     try:
         params = inspect.signature(factory, eval_str=True).parameters.values()
     except NameError:  # an annotation that names nothing importable: take the value as given

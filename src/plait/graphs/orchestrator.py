@@ -7,7 +7,7 @@ id, so a worker that re-runs on resume replaces its output rather than adding on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -48,7 +48,7 @@ class WorkerInput(TypedDict):
 
 def plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int) -> type[BaseModel]:
     """A pydantic plan whose roles must come from ``roster``, so a bad role is re-asked."""
-    role_type = Literal[tuple(roster)]  # type: ignore[valid-type]
+    role_type: Any = Literal[tuple(roster)]  # a Literal built at run time
     step = create_model(
         "PlannedSubtask",
         id=(str, Field(description="short unique id, e.g. s1")),
@@ -57,7 +57,7 @@ def plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int) -> 
     )
     return create_model(
         "Plan",
-        subtasks=(list[step], Field(min_length=min_subtasks, max_length=max_subtasks)),  # type: ignore[valid-type]
+        subtasks=(list[step], Field(min_length=min_subtasks, max_length=max_subtasks)),
     )
 
 
@@ -91,7 +91,7 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
         ),
     ] = "fail",
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[OrchestratorState, PlaitContext]:
     """A planner splits the task, workers run the subtasks in parallel, a synthesizer
     joins them.
 
@@ -112,7 +112,7 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
     )
 
     @node
-    async def planner(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
+    async def planner(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         reply = await ask_for(
             runtime,
             "planner",
@@ -120,7 +120,8 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
             user_prompt(state["task"], rules=plan_rules),
             schema,
         )
-        subtasks = _unique_ids([s.model_dump() for s in reply.value.subtasks])
+        plan: Any = reply.value  # a create_model class: mypy cannot see its fields
+        subtasks = _unique_ids([s.model_dump() for s in plan.subtasks])
         for s in subtasks:
             say("planner", s["role"], "assign", s["description"], correlation_id=s["id"])
         return {"subtasks": subtasks}
@@ -130,15 +131,15 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
             Send("worker", WorkerInput(task=state["task"], subtask=s)) for s in state["subtasks"]
         ]
 
-    @node(
-        branch=lambda payload: payload["subtask"]["id"],
+    @node(  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+        branch=_subtask_id,
         on_error=(
             record_failure("synthesizer", sender=lambda p: p["subtask"]["role"])
             if on_branch_error == "continue"
             else None
         ),
     )
-    async def worker(payload: WorkerInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def worker(payload: WorkerInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         sub = payload["subtask"]
         reply = await ask(
             runtime,
@@ -150,7 +151,9 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
         return {"outputs": {sub["id"]: reply.value}}
 
     @node
-    async def synthesizer(state: OrchestratorState, runtime: Runtime[PlaitContext]) -> dict:
+    async def synthesizer(
+        state: OrchestratorState, runtime: Runtime[PlaitContext]
+    ) -> dict[str, Any]:
         outputs, errors = state.get("outputs", {}), state.get("errors", {})
 
         def report(sub: Subtask) -> str:
@@ -179,7 +182,11 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
     return builder
 
 
-def _unique_ids(subtasks: list[dict]) -> list[Subtask]:
+def _subtask_id(payload: WorkerInput) -> str:
+    return payload["subtask"]["id"]
+
+
+def _unique_ids(subtasks: list[dict[str, Any]]) -> list[Subtask]:
     # Outputs merge by id, so two subtasks sharing an id would overwrite each other.
     ids = unique_ids(sub["id"] for sub in subtasks)
     return [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -85,7 +85,7 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
         ),
     ] = "continue",
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[PerspectivesState, PlaitContext]:
     """Technical, business, security and UX experts analyse in parallel; a chief architect
     synthesizes.
 
@@ -123,7 +123,7 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
         ]
 
     @node
-    async def expert(payload: ExpertInput, runtime: Runtime[PlaitContext]) -> dict:
+    async def expert(payload: ExpertInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         name = payload["perspective"]
         role = f"{name}_expert"
         call = ask(
@@ -156,7 +156,9 @@ def create_perspectives_graph(  # noqa: D417 (options: see their Field descripti
         ] or END
 
     @node
-    async def synthesize(state: PerspectivesState, runtime: Runtime[PlaitContext]) -> dict:
+    async def synthesize(
+        state: PerspectivesState, runtime: Runtime[PlaitContext]
+    ) -> dict[str, Any]:
         analyses, errors = state.get("analyses", {}), state.get("errors", {})
         missing = "\n".join(
             f"- {name}: {errors[name]}"

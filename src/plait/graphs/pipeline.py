@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -87,7 +87,7 @@ def create_pipeline_graph(  # noqa: D417 (options: see their Field descriptions)
     attempts: Annotated[int, Field(ge=1, description="calls per stage before its fallback")] = 2,
     validators: Mapping[str, Validator] | None = None,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[PipelineState, PlaitContext]:
     """Stages run in order, each on the previous stage's output (extract, transform,
     format).
 
@@ -151,11 +151,11 @@ def _stage_node(
     prompts: Mapping[str, str] | None,
     *,
     last: bool,
-):
+) -> Any:  # a @node function; kit.node is typed to return Any
     instructions = stage.instructions or role_prompt(stage.name, prompts)
 
     @node
-    async def run_stage(state: PipelineState, runtime: Runtime[PlaitContext]) -> dict:
+    async def run_stage(state: PipelineState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         given = {"previous_stage_output": state["stages"][upstream]} if upstream else {}
         problem, output = "", ""
         agents = [(stage.name, instructions)] * attempts

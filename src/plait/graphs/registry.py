@@ -109,7 +109,8 @@ class GraphEntry:
 
     def load_factory(self) -> Callable[..., Any]:
         module, _, attr = self.factory.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        factory: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+        return factory
 
     def option_rows(self) -> list[dict[str, Any]]:
         """The graph's options then the run options: name, type, default, help, limits."""
@@ -277,7 +278,9 @@ def check_roles(name: str, options: dict[str, Any], roles: Iterable[str]) -> Non
         ModelSpecError: naming the role and listing the graph's roles.
     """
     known = graph_roles(name, options)
-    unknown = sorted(set(roles) - known) if known is not None else []
+    if known is None:
+        return
+    unknown = sorted(set(roles) - known)
     if unknown:
         raise ModelSpecError(
             f"graph {name!r} has no role {unknown[0]!r} for --model-for; "

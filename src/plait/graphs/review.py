@@ -7,7 +7,7 @@ in the state says which.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -47,7 +47,7 @@ def create_review_graph(
         bool, Field(description="a person gives the verdict at each review")
     ] = False,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[ReviewState, PlaitContext]:
     """Research, outline and write, then review and revise until approved.
 
     After ``max_iterations`` reviews the draft is taken as it is. With ``human_review`` the
@@ -63,7 +63,7 @@ def create_review_graph(
     """
 
     @node
-    async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+    async def research(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         reply = await ask(
             runtime, "researcher", role_prompt("researcher", prompts), user_prompt(state["task"])
         )
@@ -71,7 +71,7 @@ def create_review_graph(
         return {"research": reply.value}
 
     @node
-    async def outline(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+    async def outline(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         reply = await ask(
             runtime,
             "outliner",
@@ -82,7 +82,7 @@ def create_review_graph(
         return {"outline": reply.value}
 
     @node
-    async def write(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+    async def write(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         reply = await ask(
             runtime,
             "writer",
@@ -93,7 +93,7 @@ def create_review_graph(
         return {"draft": reply.value, "iteration": 0}
 
     @node
-    async def review(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+    async def review(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         if human_review:
             decision = ask_human("Approve this draft?", draft=state["draft"])
             reviewer = "human"
@@ -119,7 +119,7 @@ def create_review_graph(
         }
 
     @node
-    async def revise(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict:
+    async def revise(state: ReviewState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         reply = await ask(
             runtime,
             "reviser",
@@ -129,7 +129,7 @@ def create_review_graph(
         say("reviser", "reviewer", "draft", reply.value)
         return {"draft": reply.value}
 
-    async def finalize(state: ReviewState) -> dict:
+    async def finalize(state: ReviewState) -> dict[str, Any]:
         rounds = state["iteration"]
         who = "a person" if human_review else "the reviewer"
         reason = (

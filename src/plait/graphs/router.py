@@ -12,7 +12,7 @@ is classifier -> data_query.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -45,7 +45,7 @@ class RouterState(CommonState, total=False):
     route: str
     routed_by: str  # "classifier" or "fallback"
     route_reason: str
-    classification: dict  # the classifier's reply: route, confidence, reason
+    classification: dict[str, Any]  # the classifier's reply: route, confidence, reason
 
 
 def route_schema(routes: Sequence[str]) -> type[BaseModel]:
@@ -79,7 +79,7 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
         str, Field(description="the route for an unknown label or a low confidence; one of routes")
     ] = "general",
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[RouterState, PlaitContext]:
     """A classifier picks a route with a confidence; that route's specialist answers.
 
     Args:
@@ -103,7 +103,7 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
     )
 
     @node
-    async def classifier(state: RouterState, runtime: Runtime[PlaitContext]) -> dict:
+    async def classifier(state: RouterState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         reply = await ask_for(
             runtime,
             "classifier",
@@ -111,7 +111,8 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
             user_prompt(state["task"], rules=rules),
             schema,
         )
-        label, confidence = reply.value.route.strip(), reply.value.confidence
+        verdict: Any = reply.value  # a create_model class: mypy cannot see its fields
+        label, confidence = verdict.route.strip(), verdict.confidence
         known = {r.lower(): r for r in routes}.get(label.lower())
         if known is None:
             route, routed_by = fallback, "fallback"
@@ -120,7 +121,7 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
             route, routed_by = fallback, "fallback"
             why = f"confidence {confidence:g} for {known} is below min_confidence {min_confidence}"
         else:
-            route, routed_by, why = known, "classifier", reply.value.reason
+            route, routed_by, why = known, "classifier", verdict.reason
         say("classifier", route, "route", f"{routed_by}: {why}")
         return {
             "route": route,
@@ -129,9 +130,9 @@ def create_router_graph(  # noqa: D417 (options: see their Field descriptions)
             "classification": reply.value.model_dump(),
         }
 
-    def specialist(route: str):
+    def specialist(route: str) -> Any:  # a @node function; kit.node is typed to return Any
         @node
-        async def answer(state: RouterState, runtime: Runtime[PlaitContext]) -> dict:
+        async def answer(state: RouterState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
             reply = await ask(
                 runtime, route, role_prompt(route, prompts, PROMPTS), user_prompt(state["task"])
             )

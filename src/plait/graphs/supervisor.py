@@ -16,7 +16,7 @@ supervisor -> research -> supervisor -> synthesizer.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -64,7 +64,9 @@ class Step(TypedDict):
 
 
 class SupervisorState(CommonState, total=False):
-    plan: list[dict]  # the steps still to do after the current one: specialist, instruction
+    plan: list[
+        dict[str, Any]
+    ]  # the steps still to do after the current one: specialist, instruction
     steps: Annotated[dict[str, Step], merge_by_key]  # keyed by step number, "1", "2", ...
     current: str  # the step being worked on
     passed: list[str]  # earlier step numbers whose results the current specialist receives
@@ -76,7 +78,9 @@ def decision_schemas(specialists: Sequence[str]) -> tuple[type[BaseModel], type[
 
     ``finish`` comes first among ``next``'s values so the demo model finishes after one step.
     """
-    who = Literal[tuple(specialists)]  # type: ignore[valid-type]
+    # Literals built at run time, from the roster.
+    who: Any = Literal[tuple(specialists)]
+    next_one: Any = Literal[(FINISH, *specialists)]
     planned = create_model(
         "PlannedStep",
         specialist=(who, Field(description="the specialist for this step")),
@@ -84,14 +88,14 @@ def decision_schemas(specialists: Sequence[str]) -> tuple[type[BaseModel], type[
     )
     plan = create_model(
         "Plan",
-        steps=(list[planned], Field(min_length=1, description="the steps, in order")),  # type: ignore[valid-type]
+        steps=(list[planned], Field(min_length=1, description="the steps, in order")),
     )
     decision = create_model(
         "Decision",
         ok=(bool, Field(description="true if the last step's result does what it was asked")),
         problem=(str, Field(description="what is wrong with the last result; empty if ok")),
         next=(
-            Literal[(FINISH, *specialists)],  # type: ignore[misc]
+            next_one,
             Field(description=f"the specialist for the next step, or {FINISH}"),
         ),
         instruction=(str, Field(description="exactly what the next specialist must do")),
@@ -99,7 +103,7 @@ def decision_schemas(specialists: Sequence[str]) -> tuple[type[BaseModel], type[
             list[int],
             Field(description="numbers of earlier steps whose results the next specialist needs"),
         ),
-        plan=(list[planned], Field(description=REPLAN)),  # type: ignore[valid-type]
+        plan=(list[planned], Field(description=REPLAN)),
     )
     return plan, decision
 
@@ -114,7 +118,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         int, Field(ge=1, description="most specialist steps before synthesizing what is done")
     ] = 10,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[SupervisorState, PlaitContext]:
     """A supervisor plans, routes each step to a specialist, checks the result, then a
     synthesizer answers.
 
@@ -136,7 +140,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
     plan_schema, decision_schema = decision_schemas(specialists)
     roster = f"Specialists: {', '.join(specialists)}. At most {max_steps} steps in all."
 
-    async def supervisor(state: SupervisorState, runtime: Runtime[PlaitContext]) -> Command:
+    async def supervisor(state: SupervisorState, runtime: Runtime[PlaitContext]) -> Command[str]:
         update = await plan_or_check(state, runtime)
         # A stop reason ends the loop; otherwise the update assigned the next step.
         if "stop_reason" in update:
@@ -144,7 +148,9 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         return Command(goto=update["steps"][update["current"]]["specialist"], update=update)
 
     @node
-    async def plan_or_check(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict:
+    async def plan_or_check(
+        state: SupervisorState, runtime: Runtime[PlaitContext]
+    ) -> dict[str, Any]:
         steps = state.get("steps", {})
         if not steps:
             reply = await ask_for(
@@ -154,7 +160,8 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
                 user_prompt(state["task"], rules=roster),
                 plan_schema,
             )
-            first, *rest = [s.model_dump() for s in reply.value.steps]
+            plan: Any = reply.value  # a create_model class: mypy cannot see its fields
+            first, *rest = [s.model_dump() for s in plan.steps]
             return _dispatch(1, first, rest, [], {})
         if len(steps) >= max_steps:
             return {
@@ -175,8 +182,8 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
             ),
             decision_schema,
         )
-        d = reply.value
-        checked = {**steps[current], "ok": d.ok, "problem": "" if d.ok else d.problem}
+        d: Any = reply.value  # a create_model class: mypy cannot see its fields
+        checked: Step = {**steps[current], "ok": d.ok, "problem": "" if d.ok else d.problem}
         say(
             "supervisor",
             checked["specialist"],
@@ -191,12 +198,12 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
             }
         passed = [str(n) for n in dict.fromkeys(d.pass_steps) if str(n) in steps]
         step = {"specialist": d.next, "instruction": d.instruction}
-        plan = [s.model_dump() for s in d.plan]
-        return _dispatch(len(steps) + 1, step, plan, passed, {current: checked})
+        replan = [s.model_dump() for s in d.plan]
+        return _dispatch(len(steps) + 1, step, replan, passed, {current: checked})
 
-    def specialist(name: str):
+    def specialist(name: str) -> Any:  # a @node function; kit.node is typed to return Any
         @node
-        async def work(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict:
+        async def work(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
             number, steps = state["current"], state["steps"]
             earlier = {
                 f"step {n} ({steps[n]['specialist']}) result": steps[n]["result"]
@@ -212,7 +219,7 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
         return work
 
     @node
-    async def synthesizer(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict:
+    async def synthesizer(state: SupervisorState, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         steps = state.get("steps", {})
         results = "\n\n".join(
             f"[step {n} · {s['specialist']} · {_verdict(s)}] {s['instruction']}\n{s['result']}"
@@ -245,8 +252,12 @@ def create_supervisor_graph(  # noqa: D417 (options: see their Field description
 
 
 def _dispatch(
-    number: int, step: dict, plan: list[dict], passed: list[str], steps: dict[str, Step]
-) -> dict:
+    number: int,
+    step: dict[str, Any],
+    plan: list[dict[str, Any]],
+    passed: list[str],
+    steps: dict[str, Step],
+) -> dict[str, Any]:
     """The update that assigns step ``number`` (and records ``steps``); says so in the log."""
     key = str(number)
     record = Step(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, Self
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -92,13 +92,14 @@ class _MoveRules(BaseModel):
     """Each action needs its own fields; a move that lacks them is re-asked."""
 
     @model_validator(mode="after")
-    def _complete(self):
-        action = self.action  # type: ignore[attr-defined]
-        if action == "answer" and not self.answer.strip():  # type: ignore[attr-defined]
+    def _complete(self) -> Self:
+        move: Any = self  # its fields are added by the subclass move_schema builds
+        action = move.action
+        if action == "answer" and not move.answer.strip():
             raise ValueError("action answer needs a non-empty answer")
-        if action == "handoff" and (self.to is None or not self.summary.strip()):  # type: ignore[attr-defined]
+        if action == "handoff" and (move.to is None or not move.summary.strip()):
             raise ValueError("action handoff needs to (a peer) and a non-empty summary")
-        if action == "ask_help" and not self.help:  # type: ignore[attr-defined]
+        if action == "ask_help" and not move.help:
             raise ValueError("action ask_help needs at least one help request")
         return self
 
@@ -109,12 +110,12 @@ def move_schema(peers: tuple[str, ...], actions: tuple[str, ...]) -> type[BaseMo
 
     Cached: one schema class per peer set and action set, however many turns ask for it.
     """
-    fields: dict = {
-        "action": (Literal[tuple(actions)], Field(description="what you do now")),  # type: ignore[valid-type]
+    fields: dict[str, Any] = {
+        "action": (Literal[tuple(actions)], Field(description="what you do now")),
         "answer": (str, Field("", description="for answer: the final answer to the task")),
     }
     if peers:
-        peer = Literal[tuple(peers)]  # type: ignore[valid-type]
+        peer: Any = Literal[tuple(peers)]  # a Literal built at run time
         request = create_model(
             "HelpRequest",
             peer=(peer, Field(description="the peer to ask")),
@@ -124,7 +125,7 @@ def move_schema(peers: tuple[str, ...], actions: tuple[str, ...]) -> type[BaseMo
         summary = "for handoff: progress so far and what is left, for the peer"
         fields["summary"] = (str, Field("", description=summary))
         parts = "for ask_help: the parts of the work to ask peers for"
-        fields["help"] = (list[request], Field([], description=parts))  # type: ignore[valid-type]
+        fields["help"] = (list[request], Field([], description=parts))
     return create_model("Move", __base__=_MoveRules, **fields)
 
 
@@ -142,7 +143,7 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
         int, Field(ge=1, description="help requests each agent serves at once; more are declined")
     ] = 1,
     prompts: Mapping[str, str] | None = None,
-) -> StateGraph:
+) -> StateGraph[SwarmState, PlaitContext]:
     """Peer agents answer, hand the task off with a summary, or ask each other for help.
 
     Args:
@@ -159,11 +160,11 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
     if start not in agents:
         raise GraphSetupError(f"start {start!r} is not an agent; choose one of {', '.join(agents)}")
 
-    def agent(name: str):
+    def agent(name: str) -> RoutedNode:
         peers = tuple(a for a in agents if a != name)
 
         @_routed
-        async def act(state: SwarmState, runtime: Runtime[PlaitContext]) -> Command:
+        async def act(state: SwarmState, runtime: Runtime[PlaitContext]) -> Command[str]:
             handoffs, asked = state.get("handoffs", []), state.get("asked", [])
             closed = state.get("closed", "")
             if not closed and len(handoffs) >= max_handoffs:
@@ -184,7 +185,8 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
                 user_prompt(state["task"], **sections),
                 move_schema(peers, actions),
             )
-            move, turn = reply.value, state.get("turn", 0) + 1
+            move: Any = reply.value  # a create_model class: mypy cannot see its fields
+            turn = state.get("turn", 0) + 1
             base = {"turn": turn, "closed": closed, "asked": []}
             if move.action == "answer":
                 reason = f"{name} answered after {len(handoffs)} handoff(s)"
@@ -223,9 +225,13 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
 
         return act
 
-    def ask_peers(name: str, turn: int, requests: list, task: str, base: dict) -> Command:
+    def ask_peers(
+        name: str, turn: int, requests: list[Any], task: str, base: dict[str, Any]
+    ) -> Command[str]:
         # Runs inside the asking agent's node, so its envelopes are filed in that node's update.
-        sends, declined, load = [], {}, dict.fromkeys(agents, 0)
+        sends: list[Send] = []
+        declined: dict[str, HelpReply] = {}
+        load = dict.fromkeys(agents, 0)
         for index, req in enumerate(requests, 1):
             rid = f"t{turn}-{index}"
             say(name, req.peer, "help_request", req.part, correlation_id=rid)
@@ -247,7 +253,7 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
         return Command(goto=sends, update={**base, "asked": ids, "help": declined})
 
     @_routed
-    async def helper(payload: HelpInput, runtime: Runtime[PlaitContext]) -> Command:
+    async def helper(payload: HelpInput, runtime: Runtime[PlaitContext]) -> Command[str]:
         peer, rid = payload["peer"], payload["id"]
         reply = await ask(
             runtime,
@@ -276,20 +282,24 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
 _GOTO = "__goto__"  # where a routed node's destination rides through the kit's update
 
 
-def _routed(
-    act: Callable[[Any, Any], Awaitable[Command]],
-) -> Callable[[Any, Any], Awaitable[Command]]:
+class RoutedNode(Protocol):
+    """What ``_routed`` returns; ``runtime`` may be passed by name, as LangGraph does."""
+
+    def __call__(self, state: Any, runtime: Any) -> Awaitable[Command[str]]: ...
+
+
+def _routed(act: Callable[[Any, Any], Awaitable[Command[str]]]) -> RoutedNode:
     """``@node`` for a node that routes with ``Command``: its usage and envelopes are booked
     into the command's update (the kit itself merges them into a plain update only).
     """
 
     @node
-    async def booked(state: Any, runtime: Any) -> dict:
+    async def booked(state: Any, runtime: Any) -> dict[str, Any]:
         command = await act(state, runtime)
         return {**(command.update or {}), _GOTO: command.goto}
 
     @functools.wraps(act)
-    async def run(state: Any, runtime: Any) -> Command:
+    async def run(state: Any, runtime: Any) -> Command[str]:
         update = await booked(state, runtime)
         return Command(goto=update.pop(_GOTO), update=update)
 
