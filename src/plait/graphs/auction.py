@@ -269,7 +269,7 @@ def create_auction_graph(  # noqa: D417 (options: see their Field descriptions)
         return sends or "finish"
 
     # No on_error: a failed lot stops the run; resume re-runs the lots not done.
-    @node(branch=_lot_id)  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+    @node(branch=_lot_id)
     async def execute(payload: ExecuteInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         name, lot = payload["agent"], payload["lot"]
         reply = await ask(runtime, name, role_prompt(name, prompts, PROMPTS), _work_prompt(payload))

@@ -312,7 +312,7 @@ def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
             for sid in state["ready"]
         ]
 
-    @node(branch=_subtask_id)  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+    @node(branch=_subtask_id)
     async def worker(payload: DagWorkerInput, runtime: Runtime[PlaitContext]) -> dict[str, Any]:
         sub = payload["subtask"]
         sections = {"your_subtask": sub["description"]}

@@ -213,7 +213,7 @@ def create_map_reduce_graph(  # noqa: D417 (options: see their Field description
         ]
 
     # No fail policy here: a failed item is recorded and the final reducer names it.
-    @node(  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+    @node(
         branch=_item_number,
         on_error=record_failure("reducer", sender="mapper"),
     )

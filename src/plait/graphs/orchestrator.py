@@ -131,7 +131,7 @@ def create_orchestrator_graph(  # noqa: D417 (options: see their Field descripti
             Send("worker", WorkerInput(task=state["task"], subtask=s)) for s in state["subtasks"]
         ]
 
-    @node(  # type: ignore[untyped-decorator]  # kit.node(...) is typed to return Any
+    @node(
         branch=_subtask_id,
         on_error=(
             record_failure("synthesizer", sender=lambda p: p["subtask"]["role"])

@@ -18,8 +18,8 @@ demo run is one call.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, Protocol, Self
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, Self
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -32,7 +32,7 @@ from plait.graphs.checks import check_node_names
 from plait.graphs.options import validated
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
-from plait.nodes.kit import node, say
+from plait.nodes.kit import Node, node, say
 from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 
@@ -160,10 +160,10 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
     if start not in agents:
         raise GraphSetupError(f"start {start!r} is not an agent; choose one of {', '.join(agents)}")
 
-    def agent(name: str) -> RoutedNode:
+    def agent(name: str) -> Node[SwarmState]:
         peers = tuple(a for a in agents if a != name)
 
-        @_routed
+        @node
         async def act(state: SwarmState, runtime: Runtime[PlaitContext]) -> Command[str]:
             handoffs, asked = state.get("handoffs", []), state.get("asked", [])
             closed = state.get("closed", "")
@@ -252,7 +252,7 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
         ids = [f"t{turn}-{i}" for i in range(1, len(requests) + 1)]
         return Command(goto=sends, update={**base, "asked": ids, "help": declined})
 
-    @_routed
+    @node
     async def helper(payload: HelpInput, runtime: Runtime[PlaitContext]) -> Command[str]:
         peer, rid = payload["peer"], payload["id"]
         reply = await ask(
@@ -277,33 +277,6 @@ def create_swarm_graph(  # noqa: D417 (options: see their Field descriptions)
     builder.add_node("help", helper, input_schema=HelpInput, destinations=agents)
     builder.add_edge(START, start)
     return builder
-
-
-_GOTO = "__goto__"  # where a routed node's destination rides through the kit's update
-
-
-class RoutedNode(Protocol):
-    """What ``_routed`` returns; ``runtime`` may be passed by name, as LangGraph does."""
-
-    def __call__(self, state: Any, runtime: Any) -> Awaitable[Command[str]]: ...
-
-
-def _routed(act: Callable[[Any, Any], Awaitable[Command[str]]]) -> RoutedNode:
-    """``@node`` for a node that routes with ``Command``: its usage and envelopes are booked
-    into the command's update (the kit itself merges them into a plain update only).
-    """
-
-    @node
-    async def booked(state: Any, runtime: Any) -> dict[str, Any]:
-        command = await act(state, runtime)
-        return {**(command.update or {}), _GOTO: command.goto}
-
-    @functools.wraps(act)
-    async def run(state: Any, runtime: Any) -> Command[str]:
-        update = await booked(state, runtime)
-        return Command(goto=update.pop(_GOTO), update=update)
-
-    return run
 
 
 def _allowed(has_peers: bool, closed: str, asked: Sequence[str]) -> tuple[str, ...]:

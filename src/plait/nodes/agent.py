@@ -164,4 +164,4 @@ def agent_node(
         return {target: reply.value}
 
     run.__name__ = name
-    return run  # type: ignore[no-any-return]  # node() is typed Any
+    return run

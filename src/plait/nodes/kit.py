@@ -20,7 +20,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from langgraph.types import Command
 
@@ -30,6 +30,7 @@ from plait.state.usage import AgentUsage, add_usage, per_branch
 
 Update = dict[str, Any]
 P = TypeVar("P")
+P_in = TypeVar("P_in", contravariant=True)
 NodeFn = Callable[[P, Any], Awaitable[Update | Command[Any] | None]]
 Failure = Callable[[str, Exception], Update]
 
@@ -95,16 +96,36 @@ def record_failure(receiver: str, *, sender: str | Callable[[Any], str] | None =
     return failed
 
 
+class Node(Protocol[P_in]):
+    """A node made by ``@node``: LangGraph calls it with the state (or a ``Send`` payload) and
+    passes ``runtime`` by name.
+    """
+
+    __name__: str
+
+    def __call__(self, state: P_in, runtime: Any = None) -> Awaitable[Any]: ...
+
+
+@overload
+def node(fn: NodeFn[P]) -> Node[P]: ...
+
+
+@overload
+def node(
+    *, branch: Callable[[P], str] | None = None, on_error: Failure | None = None
+) -> Callable[[NodeFn[P]], Node[P]]: ...
+
+
 def node(
     fn: NodeFn[P] | None = None,
     *,
     branch: Callable[[P], str] | None = None,
     on_error: Failure | None = None,
-) -> Any:
+) -> Node[P] | Callable[[NodeFn[P]], Node[P]]:
     """Make ``fn`` a graph node whose usage and log are booked for it.
 
     Args:
-        fn: ``async def fn(state_or_payload, runtime) -> update``.
+        fn: ``async def fn(state_or_payload, runtime) -> update`` (or a ``Command``).
         branch: For a fan-out branch: the key its outputs merge by (a subtask id, an item
             number), read from its input; usage is filed under it too.
         on_error: What a failed branch returns instead of raising (``record_failure(...)``);
@@ -115,7 +136,7 @@ def node(
         ``@node`` then ``async def critic(state, runtime): return {"critique": (await ask(...)).value}``
     """
 
-    def wrap(inner: NodeFn[P]) -> Callable[[P, Any], Awaitable[Any]]:
+    def wrap(inner: NodeFn[P]) -> Node[P]:
         @functools.wraps(inner)
         async def run(state: P, runtime: Any = None) -> Any:
             ledger = Ledger(branch=branch(state) if branch else None, input=state)
