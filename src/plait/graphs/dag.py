@@ -22,7 +22,15 @@ from typing_extensions import TypedDict
 from plait.errors import GraphSetupError, PlaitError, StructuredOutputError
 from plait.graphs.checks import check_subtask_range
 from plait.graphs.options import validated
-from plait.graphs.orchestrator import DEFAULT_ROSTER, Subtask, plan_schema, subtask_results
+from plait.graphs.orchestrator import (
+    DEFAULT_ROSTER,
+    MaxSubtasks,
+    MinSubtasks,
+    Roster,
+    Subtask,
+    plan_schema,
+    subtask_results,
+)
 from plait.models.context import PlaitContext
 from plait.nodes.agent import ask, ask_for, user_prompt
 from plait.nodes.kit import node, say
@@ -211,11 +219,9 @@ def dag_plan_schema(roster: Sequence[str], min_subtasks: int, max_subtasks: int)
 @validated
 def create_dag_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    roster: Annotated[
-        Sequence[str], Field(description="worker roles the planner may assign")
-    ] = DEFAULT_ROSTER,
-    min_subtasks: Annotated[int, Field(ge=1, description="fewest subtasks the plan may have")] = 3,
-    max_subtasks: Annotated[int, Field(ge=1, description="most subtasks the plan may have")] = 7,
+    roster: Roster = DEFAULT_ROSTER,
+    min_subtasks: MinSubtasks = 3,
+    max_subtasks: MaxSubtasks = 7,
     on_branch_error: Annotated[
         Literal["fail", "continue"],
         Field(

@@ -26,6 +26,10 @@ from plait.nodes.prompts import role_prompt
 from plait.state.common import CommonState, merge_by_key
 
 DEFAULT_ROSTER = ("researcher", "analyst", "coder", "writer", "reviewer", "qa_tester")
+# Options of the planning patterns (orchestrator, dag), declared once so they cannot drift.
+Roster = Annotated[Sequence[str], Field(description="worker roles the planner may assign")]
+MinSubtasks = Annotated[int, Field(ge=1, description="fewest subtasks the plan may have")]
+MaxSubtasks = Annotated[int, Field(ge=1, description="most subtasks the plan may have")]
 
 
 class Subtask(TypedDict):
@@ -78,11 +82,9 @@ def subtask_results(subtasks: Iterable[S], report: Callable[[S], str]) -> str:
 @validated
 def create_orchestrator_graph(  # noqa: D417 (options: see their Field descriptions)
     *,
-    roster: Annotated[
-        Sequence[str], Field(description="worker roles the planner may assign")
-    ] = DEFAULT_ROSTER,
-    min_subtasks: Annotated[int, Field(ge=1, description="fewest subtasks the plan may have")] = 3,
-    max_subtasks: Annotated[int, Field(ge=1, description="most subtasks the plan may have")] = 7,
+    roster: Roster = DEFAULT_ROSTER,
+    min_subtasks: MinSubtasks = 3,
+    max_subtasks: MaxSubtasks = 7,
     on_branch_error: Annotated[
         Literal["fail", "continue"],
         Field(

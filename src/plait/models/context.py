@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,9 @@ class PlaitContext:
     _limits: dict[int, int] = field(default_factory=dict, repr=False)
     _method_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     _keys: dict[int, str] = field(default_factory=dict, repr=False)
+    _loaded: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BaseChatModel]] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
     # Models set up for one structured method and schema, kept for the run: building one
     # converts the schema to a tool or response format, which costs more than plait's call.
     bound: dict[tuple[int, str, type[BaseModel]], Runnable[LanguageModelInput, Any]] = field(
@@ -185,7 +189,15 @@ class PlaitContext:
 
         if not isinstance(choice, str):
             return choice
-        model = load_chat_model(
+        # Every call asks; clients belong to one event loop (a context may serve a run and,
+        # under another asyncio.run, its resume), so the answer is kept per loop.
+        try:
+            loaded = self._loaded.setdefault(asyncio.get_running_loop(), {})
+        except RuntimeError:  # outside a run (Python callers): load_chat_model caches
+            loaded = {}
+        if (model := loaded.get(choice)) is not None:
+            return model
+        model = loaded[choice] = load_chat_model(
             choice, base_url=self.base_url, profiles=self.models, pools=self.pools
         )
         profile = self.models.get(choice) or {}
